@@ -1,0 +1,204 @@
+"""What every descriptor shares: sparse derivatives, batching, serialisation, a registry.
+
+A descriptor maps a structure to one feature vector per atom, ``values`` of shape
+(n_atoms, n_features), and optionally to the derivatives of those features with respect
+to atomic positions in a sparse layout (:class:`SparseDerivatives`). Models never look
+inside a descriptor; they only need these two arrays (design.md, "Data flow").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from ase import Atoms
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(cls):
+    """Class decorator: make ``cls`` loadable by :func:`descriptor_from_dict` by name."""
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def descriptor_from_dict(data: dict):
+    """Rebuild a descriptor from :meth:`Descriptor.to_dict` output.
+
+    Only registered classes can be built, by name, from plain JSON-able values: loading a
+    model file never imports or executes code named in the file.
+    """
+    from nnptutor.descriptors import _load_all
+
+    _load_all()
+    name = data.get("name") if isinstance(data, dict) else None
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"unknown descriptor {name!r} in saved data; known: {sorted(_REGISTRY)}"
+        )
+    return _REGISTRY[name].from_dict(data)
+
+
+@dataclass
+class SparseDerivatives:
+    """Derivatives of atom-centred features with respect to positions, stored sparsely.
+
+    Entry p holds ``values[p, a, f] = dG[center[p], f] / dR[neighbor[p], a]``: the
+    derivative of feature f of atom ``center[p]`` with respect to Cartesian component a
+    of atom ``neighbor[p]``'s position. Self terms (center == neighbor) are included and
+    periodic images are already folded onto the real atom, so each (center, neighbor)
+    pair appears at most once. Memory is O(n_atoms × neighbours × n_features).
+
+    Attributes
+    ----------
+    center : ndarray of int, shape (n_pairs,)
+    neighbor : ndarray of int, shape (n_pairs,)
+    values : ndarray, shape (n_pairs, 3, n_features)
+        [feature unit / Å].
+    n_atoms : int
+    """
+
+    center: np.ndarray
+    neighbor: np.ndarray
+    values: np.ndarray
+    n_atoms: int
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.center)
+
+    @property
+    def n_features(self) -> int:
+        return self.values.shape[-1]
+
+    @property
+    def nbytes(self) -> int:
+        return self.center.nbytes + self.neighbor.nbytes + self.values.nbytes
+
+    def to_dense(self) -> np.ndarray:
+        """Dense array of shape (n_atoms, n_atoms, 3, n_features): [center, neighbor, a, f].
+
+        O(n_atoms²) memory: for tests and small teaching examples only.
+        """
+        dense = np.zeros((self.n_atoms, self.n_atoms, 3, self.n_features))
+        np.add.at(dense, (self.center, self.neighbor), self.values)
+        return dense
+
+    def vjp(self, grad_values: np.ndarray) -> np.ndarray:
+        """Contract with dE/dG to get dE/dR (forces are the negative).
+
+        Parameters
+        ----------
+        grad_values : ndarray, shape (n_atoms, n_features)
+            dE/dG [eV / feature unit].
+
+        Returns
+        -------
+        ndarray, shape (n_atoms, 3)
+            dE/dR [eV/Å].
+        """
+        per_pair = np.einsum("paf,pf->pa", self.values, grad_values[self.center])  # (n_pairs, 3)
+        out = np.zeros((self.n_atoms, 3))
+        np.add.at(out, self.neighbor, per_pair)
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"SparseDerivatives(n_atoms={self.n_atoms}, n_pairs={self.n_pairs}, "
+            f"n_features={self.n_features}, {self.nbytes / 1e6:.1f} MB)"
+        )
+
+
+class Descriptor:
+    """Base class. Subclasses set ``elements``, ``r_cut`` and implement
+    ``feature_labels``, ``_compute(atoms, derivatives)``, ``to_dict`` and ``from_dict``.
+
+    ``_compute`` receives a structure that already passed :func:`check_atoms`.
+    """
+
+    elements: tuple[str, ...]
+    r_cut: float
+
+    # --- to be provided by subclasses -------------------------------------------------
+    @property
+    def feature_labels(self) -> list[str]:
+        raise NotImplementedError
+
+    def _compute(self, atoms: Atoms, derivatives: bool):
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        data = dict(data)
+        name = data.pop("name", cls.__name__)
+        if name != cls.__name__:
+            raise ValueError(f"data describes a {name}, not a {cls.__name__}")
+        return cls(**data)
+
+    # --- shared behaviour ---------------------------------------------------------------
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_labels)
+
+    def compute(self, atoms: Atoms, derivatives: bool = False):
+        """Features of every atom, and optionally their position derivatives.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            Positions in Å; periodic along the axes where ``atoms.pbc`` is True.
+        derivatives : bool
+            Also return :class:`SparseDerivatives`.
+
+        Returns
+        -------
+        values : ndarray, shape (n_atoms, n_features)
+        derivatives : SparseDerivatives, only if ``derivatives=True``
+        """
+        from nnptutor.structures import check_atoms
+
+        check_atoms(atoms, self.elements)
+        return self._compute(atoms, derivatives)
+
+    def compute_many(
+        self, images: Sequence[Atoms], derivatives: bool = False, progress: bool = True
+    ) -> list:
+        """:meth:`compute` for a list of structures, with a progress bar.
+
+        Subclasses may override this with a batched implementation that avoids per-call
+        overhead for many small molecules.
+
+        Returns
+        -------
+        list
+            One entry per image: ``values`` or ``(values, derivatives)``.
+        """
+        from tqdm.auto import tqdm
+
+        images = list(images)
+        iterator = tqdm(images, desc=f"{type(self).__name__} features", disable=not progress)
+        return [self.compute(atoms, derivatives=derivatives) for atoms in iterator]
+
+    def compute_with_vjp(self, atoms: Atoms) -> tuple[np.ndarray, Callable]:
+        """Features and a function mapping dE/dG (n_atoms, n_features) to dE/dR (n_atoms, 3).
+
+        Used for MD, where only the forces are needed. The default builds the sparse
+        derivatives; descriptors may override it with a cheaper vector–Jacobian product.
+        """
+        values, derivs = self.compute(atoms, derivatives=True)
+        return values, derivs.vjp
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(repr(self.to_dict()))
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(elements={list(self.elements)}, r_cut={self.r_cut}, "
+            f"n_features={self.n_features})"
+        )

@@ -1,0 +1,9 @@
+"""Warnings and errors specific to nnptutor."""
+
+
+class ExtrapolationWarning(UserWarning):
+    """A structure has fingerprints outside the range seen in training.
+
+    A neural network interpolates well inside the range of its training fingerprints and
+    can be arbitrarily wrong outside it (acsf.md, "Choosing parameters").
+    """
