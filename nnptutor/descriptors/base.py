@@ -52,16 +52,26 @@ class SparseDerivatives:
     Attributes
     ----------
     center : ndarray of int, shape (n_pairs,)
+        Index of the centre whose features are differentiated (an atom for atom-centred
+        descriptors, an atom pair for :class:`PairACSF`).
     neighbor : ndarray of int, shape (n_pairs,)
+        Index of the atom that moves.
     values : ndarray, shape (n_pairs, 3, n_features)
         [feature unit / Å].
     n_atoms : int
+    n_centres : int, optional
+        Number of centres; defaults to ``n_atoms`` (atom-centred descriptors).
     """
 
     center: np.ndarray
     neighbor: np.ndarray
     values: np.ndarray
     n_atoms: int
+    n_centres: int | None = None
+
+    def __post_init__(self):
+        if self.n_centres is None:
+            self.n_centres = self.n_atoms
 
     @property
     def n_pairs(self) -> int:
@@ -76,11 +86,11 @@ class SparseDerivatives:
         return self.center.nbytes + self.neighbor.nbytes + self.values.nbytes
 
     def to_dense(self) -> np.ndarray:
-        """Dense array of shape (n_atoms, n_atoms, 3, n_features): [center, neighbor, a, f].
+        """Dense array of shape (n_centres, n_atoms, 3, n_features): [center, neighbor, a, f].
 
         O(n_atoms²) memory: for tests and small teaching examples only.
         """
-        dense = np.zeros((self.n_atoms, self.n_atoms, 3, self.n_features))
+        dense = np.zeros((self.n_centres, self.n_atoms, 3, self.n_features))
         np.add.at(dense, (self.center, self.neighbor), self.values)
         return dense
 
@@ -89,7 +99,7 @@ class SparseDerivatives:
 
         Parameters
         ----------
-        grad_values : ndarray, shape (n_atoms, n_features)
+        grad_values : ndarray, shape (n_centres, n_features)
             dE/dG [eV / feature unit].
 
         Returns
@@ -114,6 +124,11 @@ class Descriptor:
     ``feature_labels``, ``_compute(atoms, derivatives)``, ``to_dict`` and ``from_dict``.
 
     ``_compute`` receives a structure that already passed :func:`check_atoms`.
+
+    Centres and types: an atom-centred descriptor has one *centre* per atom and the centre's
+    *type* is its element (index into ``elements``). A model has one network (or output)
+    per type. A pair-centred descriptor overrides :meth:`centre_types` and ``type_labels``
+    so that the same models, training and calculator work unchanged.
     """
 
     elements: tuple[str, ...]
@@ -142,6 +157,19 @@ class Descriptor:
     @property
     def n_features(self) -> int:
         return len(self.feature_labels)
+
+    @property
+    def type_labels(self) -> tuple[str, ...]:
+        """Names of the centre types, one network per type (default: the elements)."""
+        return tuple(self.elements)
+
+    def centre_types(self, atoms: Atoms) -> np.ndarray:
+        """Type index of every centre, shape (n_centres,), int (default: element index)."""
+        from ase.data import atomic_numbers
+
+        lookup = np.full(119, -1)
+        lookup[[atomic_numbers[s] for s in self.elements]] = np.arange(len(self.elements))
+        return lookup[atoms.numbers]
 
     def compute(self, atoms: Atoms, derivatives: bool = False):
         """Features of every atom, and optionally their position derivatives.
