@@ -91,8 +91,11 @@ def finite_difference_derivatives(descriptor, atoms: Atoms, atom: int, h: float 
 
 
 def analytic_column(derivatives, atom: int) -> np.ndarray:
-    """dG[:, f]/dR[atom, a] from SparseDerivatives, shape (n_atoms, 3, n_features)."""
-    out = np.zeros((derivatives.n_atoms, 3, derivatives.n_features))
+    """dG[:, f]/dR[atom, a] from SparseDerivatives, shape (n_centres, 3, n_features).
+
+    n_centres is n_atoms for atom-centred descriptors, n_pairs for PairACSF.
+    """
+    out = np.zeros((derivatives.n_centres, 3, derivatives.n_features))
     mask = derivatives.neighbor == atom
     np.add.at(out, derivatives.center[mask], derivatives.values[mask])
     return out

@@ -1,0 +1,483 @@
+r"""Pair-centred symmetry functions (Jose, Artrith & Behler 2012; RuNNer pair mode).
+
+Instead of one feature vector per atom, every atom *pair* (A, B) with R_AB ≤ r_c (periodic
+images included, each unordered pair once) gets a feature vector G_AB, and the energy is
+
+.. math:: E = \sum_{(A,B):\,R_{AB} \le r_c} E^{(Z_A Z_B)}(\mathbf G_{AB})       \tag{1}
+
+with one network per element pair ("Cu-Cu", "Cu-Pt", "Pt-Pt"). The *environment* of a pair
+is every atom n within r_c of A or of B, except A and B themselves. The functions, named
+by RuNNer's type numbers (science/gmp.md §15), with f = f_c the cutoff function:
+
+.. math::
+
+    P_1 &= f(R_{AB}) \textstyle\sum_n [f(R_{An}) + f(R_{Bn})]                        \\
+    P_2 &= f(R_{AB})                                                                \\
+    P_3 &= e^{-\eta R_{AB}^2} f(R_{AB}) \textstyle\sum_n
+           [e^{-\eta (R_{An}-R_s)^2} f(R_{An}) + e^{-\eta (R_{Bn}-R_s)^2} f(R_{Bn})] \\
+    P_4 &= 2^{1-\zeta} \textstyle\sum_n (1 + \lambda\cos\theta_n)^\zeta
+           e^{-\eta (R_{An}^2 + R_{Bn}^2 + R_{AB}^2)} f(R_{An}) f(R_{Bn}) f(R_{AB})  \\
+    P_5 &= R_{AB}                                                                   \\
+    P_6 &= e^{-\eta (R_{AB}-R_s)^2} f(R_{AB})                                       \tag{2}
+
+P1, P3 and P4 are element-resolved: one column per element of the neighbour n. P1 is P3
+at η = 0, and P2 is P6 at η = 0; they are computed that way.
+
+The angle in P4 (RuNNer ``pairsymfunction4``): for a homonuclear pair θ is the angle *at
+the neighbour n* between n→A and n→B, so P4 is symmetric under A ↔ B; for a heteronuclear
+pair (A the lighter element) θ is the angle *at B* between B→n and B→A.
+
+Smoothness: every function except P5 goes to zero with zero slope as R_AB → r_c. A pair
+still enters eq. (1) with E_pair(G = 0), which a network need not make zero, so a pair
+crossing r_c makes the energy jump; with P5 the features jump as well. Keep that in mind
+for MD (P5 is off by default).
+
+Derivatives use the sparse layout of :class:`~nnptutor.descriptors.base.SparseDerivatives`
+with the pair as the centre: entry e holds dG[pair, :]/dR[atom, :] for every atom of the
+pair and of its environment, images folded onto the real atom.
+
+Taught in notebooks/08_pair_symmetry_functions.ipynb.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.data import atomic_numbers
+
+from nnptutor.cutoffs import CUTOFFS, get_cutoff
+from nnptutor.descriptors.base import Descriptor, SparseDerivatives, register
+from nnptutor.neighbors import Pairs, neighbor_pairs
+from nnptutor.structures import check_atoms, normalize_elements
+
+
+@dataclass
+class PairList:
+    """Unordered atom pairs within the cutoff, one row per pair (the descriptor's centres).
+
+    Attributes
+    ----------
+    a, b : ndarray of int, shape (n_pairs,)
+        Atom indices. A is the lighter element (lower atomic number); for two atoms of the
+        same element, the lower index (a ≤ b).
+    shifts : ndarray of int, shape (n_pairs, 3)
+        Periodic image of b, in units of the cell vectors.
+    vectors : ndarray, shape (n_pairs, 3)
+        D_AB = R_b + shifts @ cell − R_a [Å].
+    distances : ndarray, shape (n_pairs,)
+        R_AB [Å].
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    shifts: np.ndarray
+    vectors: np.ndarray
+    distances: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+
+def _pair_list(nl: Pairs, numbers: np.ndarray) -> PairList:
+    """Keep each unordered pair of a full neighbour list once, oriented light → heavy."""
+    i, j, S = nl.i, nl.j, nl.shifts
+    # an atom's own images come as ±S: keep the one whose first non-zero component is > 0
+    first_nonzero = S[np.arange(len(S)), np.argmax(S != 0, axis=1)] if len(S) else S[:, 0]
+    keep = (i < j) | ((i == j) & (first_nonzero > 0))
+    i, j, S, D, d = i[keep], j[keep], S[keep], nl.vectors[keep], nl.distances[keep]
+    flip = numbers[i] > numbers[j]  # heteronuclear: A must be the lighter element
+    a = np.where(flip, j, i)
+    b = np.where(flip, i, j)
+    S = np.where(flip[:, None], -S, S)
+    D = np.where(flip[:, None], -D, D)
+    order = np.lexsort((S[:, 2], S[:, 1], S[:, 0], b, a))
+    return PairList(a[order], b[order], S[order], D[order], d[order])
+
+
+def _expand(nl: Pairs, centres: np.ndarray):
+    """For every pair p and every neighbour-list entry q of atom ``centres[p]``.
+
+    Returns
+    -------
+    p, q : ndarray of int, shape (n_combos,)
+        Pair index and neighbour-list entry, n_combos = Σ_p n_neighbours(centres[p]).
+    """
+    counts = np.bincount(nl.i, minlength=nl.n_atoms)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    per_pair = counts[centres]  # (n_pairs,)
+    p = np.repeat(np.arange(len(centres)), per_pair)
+    first = np.repeat(np.cumsum(per_pair) - per_pair, per_pair)
+    q = starts[centres][p] + np.arange(len(p)) - first
+    return p, q
+
+
+def _pair_terms(distances, eta, r_s, cutoff, r_cut):
+    """exp(−η (r − R_s)²) f_c(r) and its r-derivative, shapes (n, n_params) [—, Å⁻¹]."""
+    r = distances[:, None]  # (n, 1)
+    fc, dfc = cutoff(distances, r_cut)
+    gauss = np.exp(-eta * (r - r_s) ** 2)  # (n, n_params)
+    value = gauss * fc[:, None]
+    derivative = gauss * (dfc[:, None] - 2.0 * eta * (r - r_s) * fc[:, None])
+    return value, derivative
+
+
+def _cosine_and_gradients(x, y):
+    """cos of the angle between x and y, shape (n,), and its gradients, each (n, 3)."""
+    nx = np.linalg.norm(x, axis=1)
+    ny = np.linalg.norm(y, axis=1)
+    cos = np.einsum("na,na->n", x, y) / (nx * ny)
+    dx = y / (nx * ny)[:, None] - (cos / nx**2)[:, None] * x
+    dy = x / (nx * ny)[:, None] - (cos / ny**2)[:, None] * y
+    return cos, dx, dy
+
+
+@register
+class PairACSF(Descriptor):
+    """Pair-centred symmetry functions, eq. (2): one feature vector per atom pair.
+
+    Parameters
+    ----------
+    elements : sequence of str
+        Elements that may occur; sorted by atomic number internally.
+    r_cut : float
+        Cutoff radius r_c [Å] for the pair and for its environment, > 0.
+    p1, p2, p5 : bool
+        Include P1 (per element), P2, P5.
+    p3 : sequence of (eta, r_s)
+        Radial environment functions, per element; eta [Å⁻²] ≥ 0, r_s [Å] ≥ 0.
+    p4 : sequence of (eta, zeta, lambda_)
+        Angular environment functions, per element; eta [Å⁻²] ≥ 0, zeta ≥ 1,
+        lambda_ = ±1.
+    p6 : sequence of (eta, r_s)
+        Gaussians of the pair distance; eta [Å⁻²] ≥ 0, r_s [Å] ≥ 0.
+    cutoff : {"cosine", "tanh3"}
+        Cutoff function f_c (RuNNer's pair mode uses the cosine).
+
+    Notes
+    -----
+    Centres are pairs, so ``compute`` returns ``(n_pairs, n_features)`` and
+    :meth:`centre_types` gives each pair's element-pair type; a
+    :class:`~nnptutor.models.BPNN` built on ``type_labels`` is then the pair network of
+    eq. (1). Feature order: P2, P5, every P6; then for each neighbour element (by atomic
+    number) P1, every P3, every P4. Cost O(n_pairs × neighbours) for values and derivatives;
+    derivative memory is about 2 × neighbours × 3 × n_features floats per pair.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> d = PairACSF.default(["Cu"], r_cut=4.0)
+    >>> values = d.compute(bulk("Cu", "fcc", a=3.6, cubic=True))
+    >>> values.shape[0] == len(d.pairs(bulk("Cu", "fcc", a=3.6, cubic=True)))
+    True
+    """
+
+    def __init__(
+        self,
+        elements: Sequence[str],
+        r_cut: float,
+        p1: bool = True,
+        p2: bool = True,
+        p3: Sequence = (),
+        p4: Sequence = (),
+        p5: bool = False,
+        p6: Sequence = (),
+        cutoff: str = "cosine",
+    ):
+        self.elements = normalize_elements(elements)
+        if isinstance(r_cut, bool) or not np.isfinite(r_cut) or not r_cut > 0:
+            raise ValueError(f"r_cut must be a positive number of Å, got {r_cut!r}")
+        self.r_cut = float(r_cut)
+        if cutoff not in CUTOFFS:
+            raise ValueError(f"unknown cutoff {cutoff!r}; choose one of {CUTOFFS}")
+        self.cutoff = cutoff
+        for name, flag in (("p1", p1), ("p2", p2), ("p5", p5)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {flag!r}")
+        self.p1, self.p2, self.p5 = bool(p1), bool(p2), bool(p5)
+        self.p3 = _check_params("p3", p3, ("eta", "r_s"))
+        self.p4 = _check_params("p4", p4, ("eta", "zeta", "lambda_"))
+        self.p6 = _check_params("p6", p6, ("eta", "r_s"))
+        for eta, zeta, lambda_ in self.p4:
+            if zeta < 1:
+                raise ValueError(f"p4: zeta must be ≥ 1, got {zeta}")
+            if lambda_ not in (-1.0, 1.0):
+                raise ValueError(f"p4: lambda_ must be +1 or -1, got {lambda_}")
+        if self.n_features == 0:
+            raise ValueError("no pair symmetry functions selected (p1..p6 all empty)")
+
+    @classmethod
+    def default(cls, elements: Sequence[str], r_cut: float = 5.0, cutoff: str = "cosine"):
+        """A small general-purpose set scaled to ``r_cut``: 5 pair + 8 per-element features.
+
+        P2; four P6 Gaussians of R_AB with R_s on a grid from 0.3 r_c to 0.9 r_c; P1;
+        three centred P3 (widths r_c, r_c/2, r_c/3); P4 with η = 0.5/r_c², ζ ∈ {1, 4},
+        λ = ±1. P5 is left out (it does not vanish at r_c).
+        """
+        if isinstance(r_cut, bool) or not np.isfinite(r_cut) or not r_cut > 0:
+            raise ValueError(f"r_cut must be a positive number of Å, got {r_cut!r}")
+        r_s = np.linspace(0.3, 0.9, 4) * r_cut
+        eta_pair = 0.5 / (r_s[1] - r_s[0]) ** 2
+        p6 = [(float(eta_pair), float(x)) for x in r_s]
+        p3 = [(float(0.5 / (r_cut / k) ** 2), 0.0) for k in (1, 2, 3)]
+        eta_ang = float(0.5 / r_cut**2)
+        p4 = [(eta_ang, zeta, lam) for zeta in (1.0, 4.0) for lam in (1.0, -1.0)]
+        return cls(elements, r_cut, p1=True, p2=True, p3=p3, p4=p4, p5=False, p6=p6,
+                   cutoff=cutoff)
+
+    # --- layout ---------------------------------------------------------------------------
+    @property
+    def _pair_params(self) -> np.ndarray:
+        """(eta, r_s) of the P2/P6 columns, shape (n, 2): P2 is P6 at η = 0."""
+        return np.array(([(0.0, 0.0)] if self.p2 else []) + list(self.p6)).reshape(-1, 2)
+
+    @property
+    def _radial_params(self) -> np.ndarray:
+        """(eta, r_s) of the P1/P3 columns, shape (n, 2): P1 is P3 at η = 0."""
+        return np.array(([(0.0, 0.0)] if self.p1 else []) + list(self.p3)).reshape(-1, 2)
+
+    @property
+    def _n_pair_block(self) -> int:
+        return len(self._pair_params) + int(self.p5)
+
+    @property
+    def _n_per_element(self) -> int:
+        return len(self._radial_params) + len(self.p4)
+
+    @property
+    def feature_labels(self) -> list[str]:
+        labels = ["P2"] if self.p2 else []
+        labels += ["P5"] if self.p5 else []
+        labels += [f"P6(eta={e:g},r_s={r:g})" for e, r in self.p6]
+        for s in self.elements:
+            labels += [f"P1[{s}]"] if self.p1 else []
+            labels += [f"P3[{s}](eta={e:g},r_s={r:g})" for e, r in self.p3]
+            labels += [f"P4[{s}](eta={e:g},zeta={z:g},lambda={x:g})" for e, z, x in self.p4]
+        return labels
+
+    @property
+    def n_features(self) -> int:
+        return self._n_pair_block + len(self.elements) * self._n_per_element
+
+    # --- centres and types ----------------------------------------------------------------
+    @property
+    def type_labels(self) -> tuple[str, ...]:
+        """Element pairs "A-B" (A not heavier than B), in acsf.md's pair-block order:
+        for two elements ("H", "O"): ("H-H", "H-O", "O-O")."""
+        el = self.elements
+        return tuple(f"{el[a]}-{el[b]}" for b in range(len(el)) for a in range(b + 1))
+
+    def pairs(self, atoms: Atoms) -> PairList:
+        """The pairs (centres) of ``atoms``, in the row order of :meth:`compute`."""
+        check_atoms(atoms, self.elements)
+        return _pair_list(neighbor_pairs(atoms, self.r_cut), atoms.numbers)
+
+    def centre_types(self, atoms: Atoms) -> np.ndarray:
+        """Index into :attr:`type_labels` of every pair, shape (n_pairs,), int."""
+        pl = self.pairs(atoms)
+        s = self._species(atoms.numbers)
+        sa, sb = s[pl.a], s[pl.b]  # sa ≤ sb by construction
+        return sb * (sb + 1) // 2 + sa
+
+    def _species(self, numbers: np.ndarray) -> np.ndarray:
+        lookup = np.full(119, -1)
+        lookup[[atomic_numbers[e] for e in self.elements]] = np.arange(len(self.elements))
+        return lookup[numbers]
+
+    # --- serialisation --------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "name": type(self).__name__,
+            "elements": list(self.elements),
+            "r_cut": self.r_cut,
+            "p1": self.p1,
+            "p2": self.p2,
+            "p3": [list(t) for t in self.p3],
+            "p4": [list(t) for t in self.p4],
+            "p5": self.p5,
+            "p6": [list(t) for t in self.p6],
+            "cutoff": self.cutoff,
+        }
+
+    # --- the computation ------------------------------------------------------------------
+    def _compute(self, atoms: Atoms, derivatives: bool):
+        nl = neighbor_pairs(atoms, self.r_cut)
+        pl = _pair_list(nl, atoms.numbers)
+        n_pairs, n_atoms = len(pl), len(atoms)
+        cutoff = get_cutoff(self.cutoff)
+        species = self._species(atoms.numbers)  # (n_atoms,)
+        n_rad, n_ang = len(self._radial_params), len(self.p4)
+        r, D = pl.distances, pl.vectors
+        unit = D / r[:, None]  # (n_pairs, 3)
+
+        values = np.zeros((n_pairs, self.n_features))
+        grads = _Gradients(n_pairs, n_atoms, self.n_features)
+
+        # --- pair block: P2, P5, P6 depend on R_AB only ---------------------------------
+        eta, r_s = self._pair_params.T
+        val, der = _pair_terms(r, eta, r_s, cutoff, self.r_cut)  # (n_pairs, n)
+        if self.p5:
+            val = np.insert(val, int(self.p2), r, axis=1)
+            der = np.insert(der, int(self.p2), 1.0, axis=1)
+        cols = np.arange(self._n_pair_block)
+        values[:, cols] = val
+        if derivatives:
+            grads.add_pair_term(pl, cols, der[:, None, :] * unit[:, :, None])
+
+        # per-element block: column of element s, function k = n_pair_block + s * n_per_element + k
+        if n_rad:
+            self._radial(nl, pl, species, cutoff, values, grads if derivatives else None)
+        if n_ang:
+            self._angular(nl, pl, species, cutoff, values, grads if derivatives else None)
+        if not derivatives:
+            return values
+        return values, grads.result()
+
+    def _radial(self, nl, pl, species, cutoff, values, grads):
+        """P1 and P3: pair factor h(R_AB) × environment sums of g(R_An) and g(R_Bn)."""
+        n_el = len(self.elements)
+        eta, r_s = self._radial_params.T
+        n_rad = len(eta)
+        cols = self._n_pair_block + np.arange(n_el)[:, None] * self._n_per_element + np.arange(n_rad)
+        g, dg = _pair_terms(nl.distances, eta, r_s, cutoff, self.r_cut)  # (n_entries, n_rad)
+        h, dh = _pair_terms(pl.distances, eta, 0.0, cutoff, self.r_cut)  # (n_pairs, n_rad)
+        # environment sums via atom-centred sums: E_A + E_B minus the partner's own term
+        atom_sums = np.zeros((nl.n_atoms, n_el, n_rad))
+        np.add.at(atom_sums, (nl.i, species[nl.j]), g)
+        g_ab, dg_ab = _pair_terms(pl.distances, eta, r_s, cutoff, self.r_cut)  # (n_pairs, n_rad)
+        env = atom_sums[pl.a] + atom_sums[pl.b]  # (n_pairs, n_el, n_rad)
+        rows = np.arange(len(pl))
+        env[rows, species[pl.b]] -= g_ab
+        env[rows, species[pl.a]] -= g_ab
+        values[:, cols.ravel()] = (h[:, None, :] * env).reshape(len(pl), -1)
+        if grads is None:
+            return
+        unit = pl.vectors / pl.distances[:, None]
+        # d/dD_AB of the pair factor: (n_pairs, 3, n_el * n_rad)
+        pair_grad = (env * dh[:, None, :]).reshape(len(pl), 1, -1) * unit[:, :, None]
+        grads.add_pair_term(pl, cols.ravel(), pair_grad)
+        # d/d(R_n − R_X) of the environment sums, X = A, B: every neighbour entry but the partner
+        for centre, partner, sign in ((pl.a, pl.b, 1), (pl.b, pl.a, -1)):
+            p, q = _expand(nl, centre)
+            own = (nl.j[q] == partner[p]) & (nl.shifts[q] == sign * pl.shifts[p]).all(axis=1)
+            p, q = p[~own], q[~own]
+            u = nl.vectors[q] / nl.distances[q][:, None]  # (n_combos, 3)
+            grad = (h[p] * dg[q])[:, None, :] * u[:, :, None]  # (n_combos, 3, n_rad)
+            col = cols[species[nl.j[q]]]  # (n_combos, n_rad)
+            grads.add(p, nl.j[q], col, grad)
+            grads.add(p, centre[p], col, -grad)
+
+    def _angular(self, nl, pl, species, cutoff, values, grads):
+        """P4: triplets (pair, n) with n within r_c of both A and B."""
+        n_el, n_rad = len(self.elements), len(self._radial_params)
+        eta, zeta, lambda_ = np.array(self.p4, dtype=float).T  # (n_ang,)
+        cols = (self._n_pair_block + np.arange(n_el)[:, None] * self._n_per_element
+                + n_rad + np.arange(len(eta)))  # (n_el, n_ang)
+        p, q = _expand(nl, pl.a)
+        not_b = ~((nl.j[q] == pl.b[p]) & (nl.shifts[q] == pl.shifts[p]).all(axis=1))
+        p, q = p[not_b], q[not_b]
+        u = nl.vectors[q]  # D_An, (n_combos, 3)
+        D = pl.vectors[p]  # D_AB
+        v = u - D  # D_Bn
+        b = np.linalg.norm(v, axis=1)
+        near = b <= self.r_cut
+        p, q, u, D, v, b = p[near], q[near], u[near], D[near], v[near], b[near]
+        a, r = nl.distances[q], pl.distances[p]  # (n_trip,)
+        n = nl.j[q]
+
+        # cos θ and its gradients with respect to u = D_An and D = D_AB (v = u − D)
+        homo = (species[pl.a] == species[pl.b])[p]
+        c_h, dx_h, dy_h = _cosine_and_gradients(u, v)  # angle at n between n→A and n→B
+        c_x, dx_x, dy_x = _cosine_and_gradients(v, -D)  # angle at B between B→n and B→A
+        cos = np.clip(np.where(homo, c_h, c_x), -1.0, 1.0)
+        dcos_du = np.where(homo[:, None], dx_h + dy_h, dx_x)
+        dcos_dD = np.where(homo[:, None], -dy_h, -dx_x - dy_x)
+
+        fa, dfa = cutoff(a, self.r_cut)
+        fb, dfb = cutoff(b, self.r_cut)
+        fr, dfr = cutoff(r, self.r_cut)
+        base = 1.0 + lambda_ * cos[:, None]  # (n_trip, n_ang)
+        ang = 2.0 ** (1.0 - zeta) * base**zeta
+        radial = np.exp(-eta * (a**2 + b**2 + r**2)[:, None])  # (n_trip, n_ang)
+        weight = radial * (fa * fb * fr)[:, None]
+        term = ang * weight  # (n_trip, n_ang)
+        col = cols[species[n]]  # (n_trip, n_ang)
+        np.add.at(values, (p[:, None], col), term)
+        if grads is None:
+            return
+        dang = 2.0 ** (1.0 - zeta) * zeta * lambda_ * base ** (zeta - 1.0)
+        dw_da = radial * (dfa * fb * fr)[:, None] - 2 * eta * a[:, None] * weight
+        dw_db = radial * (fa * dfb * fr)[:, None] - 2 * eta * b[:, None] * weight
+        dw_dr = radial * (fa * fb * dfr)[:, None] - 2 * eta * r[:, None] * weight
+        ua, ub, ur = u / a[:, None], v / b[:, None], D / r[:, None]
+        # (n_trip, 3, n_ang)
+        d_du = (ang * dw_da)[:, None, :] * ua[:, :, None] + (ang * dw_db)[:, None, :] * ub[:, :, None] \
+            + (weight * dang)[:, None, :] * dcos_du[:, :, None]
+        d_dD = (ang * dw_dr)[:, None, :] * ur[:, :, None] - (ang * dw_db)[:, None, :] * ub[:, :, None] \
+            + (weight * dang)[:, None, :] * dcos_dD[:, :, None]
+        grads.add(p, n, col, d_du)
+        grads.add(p, pl.b[p], col, d_dD)
+        grads.add(p, pl.a[p], col, -(d_du + d_dD))
+
+
+class _Gradients:
+    """Collects contributions dG[pair, col]/dR[atom, :] and folds them into SparseDerivatives."""
+
+    def __init__(self, n_pairs: int, n_atoms: int, n_features: int):
+        self.n_pairs, self.n_atoms, self.n_features = n_pairs, n_atoms, n_features
+        self._keys, self._cols, self._vals = [], [], []
+
+    def add(self, pair, atom, cols, grad):
+        """pair, atom: (n,); cols: (n, m) or (m,); grad: (n, 3, m) [feature unit/Å]."""
+        self._keys.append(pair * self.n_atoms + atom)
+        self._cols.append(np.broadcast_to(cols, (len(pair), grad.shape[2])))
+        self._vals.append(grad)
+
+    def add_pair_term(self, pl: PairList, cols, grad_d):
+        """A term depending on D_AB only: +grad to B, −grad to A."""
+        rows = np.arange(len(pl))
+        self.add(rows, pl.b, cols, grad_d)
+        self.add(rows, pl.a, cols, -grad_d)
+
+    def result(self) -> SparseDerivatives:
+        F = self.n_features
+        if not self._keys or sum(len(k) for k in self._keys) == 0:
+            return SparseDerivatives(np.zeros(0, int), np.zeros(0, int), np.zeros((0, 3, F)),
+                                     self.n_atoms, self.n_pairs)
+        entries, inverse = np.unique(np.concatenate(self._keys), return_inverse=True)
+        flat, start = [], 0
+        for cols in self._cols:
+            dest = inverse[start:start + len(cols)]
+            start += len(cols)
+            # flat index of (entry, component, column): (n, 3, m)
+            flat.append(((dest[:, None, None] * 3 + np.arange(3)[None, :, None]) * F
+                         + cols[:, None, :]).ravel())
+        weights = np.concatenate([v.ravel() for v in self._vals])
+        out = np.bincount(np.concatenate(flat), weights=weights, minlength=len(entries) * 3 * F)
+        return SparseDerivatives(
+            center=entries // self.n_atoms,
+            neighbor=entries % self.n_atoms,
+            values=out.reshape(len(entries), 3, F),
+            n_atoms=self.n_atoms,
+            n_centres=self.n_pairs,
+        )
+
+
+def _check_params(name: str, params, fields: tuple[str, ...]) -> list[tuple[float, ...]]:
+    """Validate a list of parameter tuples: right length, finite, eta ≥ 0, r_s ≥ 0."""
+    out = []
+    for entry in params:
+        try:
+            entry = tuple(float(x) for x in entry)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: each entry must be a tuple {fields}, got {entry!r}") from None
+        if len(entry) != len(fields) or not np.isfinite(entry).all():
+            raise ValueError(f"{name}: each entry must be a finite tuple {fields}, got {entry!r}")
+        named = dict(zip(fields, entry))
+        if named["eta"] < 0:
+            raise ValueError(f"{name}: eta must be ≥ 0 Å⁻², got {named['eta']}")
+        if named.get("r_s", 0.0) < 0:
+            raise ValueError(f"{name}: r_s must be ≥ 0 Å, got {named['r_s']}")
+        out.append(entry)
+    return out
