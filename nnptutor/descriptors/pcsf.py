@@ -350,12 +350,12 @@ class PairACSF(Descriptor):
         rows = np.arange(len(pl))
         env[rows, species[pl.b]] -= g_ab
         env[rows, species[pl.a]] -= g_ab
-        values[:, cols.ravel()] = (h[:, None, :] * env).reshape(len(pl), -1)
+        values[:, cols.ravel()] = (h[:, None, :] * env).reshape(len(pl), n_el * n_rad)
         if grads is None:
             return
         unit = pl.vectors / pl.distances[:, None]
         # d/dD_AB of the pair factor: (n_pairs, 3, n_el * n_rad)
-        pair_grad = (env * dh[:, None, :]).reshape(len(pl), 1, -1) * unit[:, :, None]
+        pair_grad = (env * dh[:, None, :]).reshape(len(pl), 1, n_el * n_rad) * unit[:, :, None]
         grads.add_pair_term(pl, cols.ravel(), pair_grad)
         # d/d(R_n − R_X) of the environment sums, X = A, B: every neighbour entry but the partner
         for centre, partner, sign in ((pl.a, pl.b, 1), (pl.b, pl.a, -1)):
