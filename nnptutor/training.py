@@ -119,11 +119,13 @@ class FeaturizedSet:
 
 
 def featurize(descriptor, images: Sequence[Atoms], derivatives: bool = True,
-              progress: bool = True, derivative_dtype: str = "float32") -> FeaturizedSet:
+              progress: bool = True, derivative_dtype: str = "float32",
+              chunk_size: int = 16) -> FeaturizedSet:
     """Features, sparse derivatives and reference labels of every structure.
 
-    Each structure is converted to compact storage (float32 derivatives, int32 indices)
-    as soon as it is computed, so peak memory stays near the size of the result.
+    Structures are featurised in chunks, each converted to compact storage (float32
+    derivatives, int32 indices) before the next, so peak memory stays near the size of the
+    result.
 
     Parameters
     ----------
@@ -136,6 +138,8 @@ def featurize(descriptor, images: Sequence[Atoms], derivatives: bool = True,
     progress : bool
         Show a progress bar.
     derivative_dtype : {"float32", "float64"}
+    chunk_size : int
+        Structures per call of ``descriptor.compute_many``.
 
     Returns
     -------
@@ -154,34 +158,40 @@ def featurize(descriptor, images: Sequence[Atoms], derivatives: bool = True,
         [__import__("ase").data.atomic_numbers[e] for e in descriptor.elements])}
     values, types, center, neighbor, derivs, forces = [], [], [], [], [], []
     energies, n_atoms, compositions = [], [], []
-    for k, atoms in enumerate(tqdm(images, desc="featurising", disable=not progress)):
+    for k, atoms in enumerate(images):
         try:
             check_atoms(atoms, descriptor.elements)
-        except ValueError as exc:
-            raise ValueError(f"structure {k}: {exc}") from None
-        try:
             energies.append(float(atoms.get_potential_energy()))
             if derivatives:
                 forces.append(np.asarray(atoms.get_forces(), dtype=np.float64))
+        except ValueError as exc:
+            raise ValueError(f"structure {k}: {exc}") from None
         except Exception as exc:  # no calculator, or one without these results
             raise ValueError(
                 f"structure {k} has no reference energy/forces ({type(exc).__name__}); "
                 "attach them with nnptutor.data.label or a SinglePointCalculator"
             ) from None
-        if derivatives:
-            v, d = descriptor.compute(atoms, derivatives=True)
-            center.append(d.center.astype(np.int32))
-            neighbor.append(d.neighbor.astype(np.int32))
-            derivs.append(d.values.astype(derivative_dtype))
-            del d
-        else:
-            v = descriptor.compute(atoms)
-        values.append(np.asarray(v, dtype=np.float64))
-        types.append(np.asarray(descriptor.centre_types(atoms), dtype=np.int64))
         n_atoms.append(len(atoms))
         comp = np.zeros(len(descriptor.elements), dtype=np.int64)
         np.add.at(comp, [zmap[z] for z in atoms.numbers], 1)
         compositions.append(comp)
+    # chunks: batched descriptors (ACSF.compute_many) save per-call overhead on small
+    # molecules, and each chunk is shrunk to compact storage before the next is computed
+    with tqdm(total=len(images), desc="featurising", disable=not progress) as bar:
+        for start in range(0, len(images), chunk_size):
+            chunk = images[start:start + chunk_size]
+            for atoms, out in zip(chunk, descriptor.compute_many(chunk, derivatives, progress=False)):
+                if derivatives:
+                    v, d = out
+                    center.append(d.center.astype(np.int32))
+                    neighbor.append(d.neighbor.astype(np.int32))
+                    derivs.append(d.values.astype(derivative_dtype))
+                else:
+                    v = out
+                values.append(np.asarray(v, dtype=np.float64))
+                types.append(np.asarray(descriptor.centre_types(atoms), dtype=np.int64))
+            del out
+            bar.update(len(chunk))
     return FeaturizedSet(
         descriptor, values, types, center if derivatives else None,
         neighbor if derivatives else None, derivs if derivatives else None,
@@ -552,7 +562,7 @@ def _optimise(potential, train_set, val_set, use_forces, s, tqdm) -> TrainingHis
                     for batch, off in full_batches:
                         loss = batch_loss(batch, off, n, n_comp, stats)
                         loss.backward()
-                        total += float(loss)
+                        total += float(loss.detach())
                     return torch.tensor(total)
 
                 opt.step(closure)
