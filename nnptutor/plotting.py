@@ -5,7 +5,8 @@ units, and returns the Axes; none changes global state except :func:`use_style`,
 notebooks call once in their setup cell. Colours come from :data:`COLORS` (Okabe–Ito,
 colour-blind safe), so that one quantity has one colour in every notebook.
 
-Sections: style · cutoffs and locality · descriptors · model quality · dynamics.
+Sections: style · cutoffs and locality · descriptors · model quality · dynamics ·
+performance.
 Add new functions to the section they belong to; keep them pure and small.
 """
 from __future__ import annotations
@@ -152,6 +153,44 @@ def plot_cutoff_sphere(atoms, center: int, r_cut: float, ax=None):
     return ax
 
 
+def plot_pair_energy(epsilon: float, sigma: float, r_cut: float,
+                     cutoffs=("hard", "shifted", "cosine", "tanh3"), derivative: bool = False,
+                     r_range=None, ax=None):
+    """Cut-off Lennard-Jones pair energy V(r), or the pair force −dV/dr, for several cutoffs.
+
+    Parameters
+    ----------
+    epsilon, sigma : float
+        Lennard-Jones ε [eV] and σ [Å].
+    r_cut : float
+        Cutoff radius r_c [Å].
+    cutoffs : sequence of str
+        Schemes of :func:`nnptutor.demos.pair_energy`.
+    derivative : bool
+        Plot −dV/dr [meV/Å] instead of V [meV].
+    r_range : (float, float), optional
+        Distances to plot [Å]; default (0.95 σ, 1.1 r_c).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    from nnptutor.demos import pair_energy
+
+    ax = _axes(ax)
+    low, high = r_range or (0.95 * sigma, 1.1 * r_cut)
+    r = np.linspace(low, high, 600)  # (n_points,)
+    for name in cutoffs:
+        value, slope = pair_energy(r, epsilon, sigma, r_cut, name)
+        ax.plot(r, 1e3 * (-slope if derivative else value), color=COLORS.get(name), label=name)
+    ax.axvline(r_cut, color=COLORS["other"], linestyle="--", linewidth=1)
+    ax.set_xlabel("r [Å]")
+    ax.set_ylabel("pair force −dV/dr [meV/Å]" if derivative else "V(r) [meV]")
+    ax.legend()
+    return ax
+
+
 # --- descriptors ------------------------------------------------------------------------
 
 
@@ -280,4 +319,33 @@ def energy_trace_plot(time_fs, total, n_atoms: int = 1, ax=None, label=None, col
     ax.set_ylabel("E(t) − E(0) [meV/atom]" if n_atoms > 1 else "E(t) − E(0) [meV]")
     if label:
         ax.legend()
+    return ax
+
+
+# --- performance ------------------------------------------------------------------------
+
+
+def timing_plot(n_atoms, seconds, ax=None, label=None, color=None):
+    """Run time against system size on log–log axes, with a guide of slope 1 (linear scaling).
+
+    Parameters
+    ----------
+    n_atoms : ndarray, shape (n_sizes,)
+    seconds : ndarray, shape (n_sizes,)
+        Run times [s].
+    ax : matplotlib Axes, optional
+    label, color : str, optional
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    ax = _axes(ax)
+    n_atoms, seconds = np.asarray(n_atoms, dtype=float), np.asarray(seconds, dtype=float)
+    ax.loglog(n_atoms, seconds, "o-", label=label, color=color)
+    guide = seconds[-1] * n_atoms / n_atoms[-1]  # slope 1 through the largest system
+    ax.loglog(n_atoms, guide, linestyle="--", color=COLORS["other"], label="∝ N (linear)")
+    ax.set_xlabel("number of atoms N")
+    ax.set_ylabel("time [s]")
+    ax.legend()
     return ax
