@@ -1,11 +1,13 @@
-r"""Small physics toys for the notebooks: a cut-off pair potential and an NVE energy trace.
+r"""Small physics toys for the notebooks: a cut-off pair potential, an NVE energy trace,
+and substituted benzenes.
 
 :class:`CutoffPairPotential` is Lennard-Jones multiplied by (or truncated at) a cutoff, so
 that notebook 02 can show what the smoothness of a cutoff does to energy conservation in
 molecular dynamics. The same cutoff functions weight every neighbour in the atom-centred
 descriptors of later notebooks.
 
-Taught in notebooks/02_atomic_decomposition.ipynb.
+Taught in notebooks/02_atomic_decomposition.ipynb (pair potential, MD) and
+notebooks/01_coulomb_matrix.ipynb (substituted benzenes).
 """
 from __future__ import annotations
 
@@ -233,3 +235,56 @@ def energy_drift(time_fs, total, n_atoms: int) -> float:
     """
     slope_eV_per_fs = np.polyfit(np.asarray(time_fs), np.asarray(total), 1)[0]
     return float(slope_eV_per_fs * 1e3 * 1e3 / n_atoms)
+
+
+# Idealised geometry of substituents [Å, degrees]: bond C(ring)-X, then X-H and angle C-X-H.
+_SUBSTITUENTS = {
+    "H": ("H", 1.09, None),
+    "F": ("F", 1.35, None),
+    "OH": ("O", 1.36, (0.96, 109.0)),
+    "CH3": ("C", 1.51, (1.09, 109.5)),
+}
+
+
+def benzene_derivative(substituent: str) -> Atoms:
+    """Benzene with hydrogen 6 replaced by a substituent, in an idealised (unrelaxed) geometry.
+
+    A stand-in for molecules that a model trained on benzene has never seen (notebook 01):
+    fluorobenzene (12 atoms, like benzene), phenol (13) and toluene (15).
+
+    Parameters
+    ----------
+    substituent : {"H", "F", "OH", "CH3"}
+        "H" returns benzene itself (ASE's ``molecule("C6H6")``).
+
+    Returns
+    -------
+    ase.Atoms
+        A molecule in the xy plane (the methyl hydrogens leave it); positions in Å. The
+        ring atoms come first, then the five remaining ring hydrogens, then the substituent.
+    """
+    from ase.build import molecule
+
+    if substituent not in _SUBSTITUENTS:
+        raise ValueError(f"unknown substituent {substituent!r}; choose one of {tuple(_SUBSTITUENTS)}")
+    benzene = molecule("C6H6")
+    if substituent == "H":
+        return benzene
+    symbol, bond, hydrogens = _SUBSTITUENTS[substituent]
+    carbon = benzene.positions[0]
+    u = benzene.positions[6] - carbon
+    u /= np.linalg.norm(u)  # along the replaced C-H bond, in the ring plane
+    normal = np.array([0.0, 0.0, 1.0])  # ASE's benzene lies in the xy plane
+    v = np.cross(normal, u)  # in-plane, perpendicular to u
+    heavy = carbon + bond * u
+    positions = [heavy]
+    if hydrogens is not None:
+        length, angle = hydrogens
+        tilt = np.radians(180.0 - angle)  # angle between u and the X-H bond
+        azimuths = [90.0] if symbol == "O" else [90.0, 210.0, 330.0]
+        for phi in np.radians(azimuths):
+            direction = np.cos(tilt) * u + np.sin(tilt) * (np.cos(phi) * v + np.sin(phi) * normal)
+            positions.append(heavy + length * direction)
+    del benzene[6]
+    n_h = len(positions) - 1
+    return benzene + Atoms(symbol + "H" * n_h, positions=positions)

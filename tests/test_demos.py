@@ -7,6 +7,7 @@ from ase.calculators.lj import LennardJones
 from nnptutor.demos import (
     PAIR_CUTOFFS,
     CutoffPairPotential,
+    benzene_derivative,
     energy_drift,
     lennard_jones,
     nve_energy_trace,
@@ -118,6 +119,23 @@ def test_overlapping_atoms_are_rejected():
     atoms.calc = CutoffPairPotential(EPSILON, SIGMA, R_CUT)
     with pytest.raises(ValueError, match="overlapping"):
         atoms.get_potential_energy()
+
+
+@pytest.mark.parametrize(
+    "substituent, formula, bond",
+    [("H", "C6H6", 1.09), ("F", "C6H5F", 1.35), ("OH", "C6H6O", 1.36), ("CH3", "C7H8", 1.51)],
+)
+def test_benzene_derivatives(substituent, formula, bond):
+    atoms = benzene_derivative(substituent)
+    assert atoms.get_chemical_formula(mode="hill") == formula
+    assert atoms.get_distance(0, 11 if substituent != "H" else 6) == pytest.approx(bond, abs=0.01)
+    d = atoms.get_all_distances()
+    assert d[np.triu_indices(len(atoms), 1)].min() > 0.9  # nothing overlaps
+    if substituent == "CH3":  # tetrahedral methyl
+        for k, l in ((12, 13), (13, 14), (12, 14)):
+            assert atoms.get_angle(k, 11, l) == pytest.approx(109.4, abs=0.5)
+    with pytest.raises(ValueError, match="unknown substituent 'Cl'"):
+        benzene_derivative("Cl")
 
 
 # --- the house plots (nnptutor.plotting) draw what they say, with units -------------------
