@@ -1,0 +1,263 @@
+import json
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, molecule
+
+from nnptutor.checks import check_derivatives, check_invariance
+from nnptutor.descriptors import descriptor_from_dict
+from nnptutor.descriptors.acsf import ACSF
+
+G2 = [(0.5, 0.0), (0.1, 2.0), (1.0, 3.0)]
+G3 = [1.0, 2.5]
+G4 = [(0.01, 1, 1), (0.05, 4, -1), (0.0, 2, 1), (0.01, 16, -1)]
+G5 = [(0.01, 1, -1), (0.1, 2, 1), (0.02, 1.5, 1)]
+METHODS = ["reference", "fast"]
+
+
+def make(elements, method="fast", cutoff="cosine", r_cut=4.5):
+    return ACSF(elements, r_cut, g2=G2, g3=G3, g4=G4, g5=G5, cutoff=cutoff, method=method)
+
+
+def cu_cell():
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
+    atoms.rattle(0.1, seed=1)
+    return atoms
+
+
+def nacl_cell():
+    atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    atoms.rattle(0.1, seed=2)
+    return atoms
+
+
+def cu_cluster():
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 1))
+    atoms.pbc = False
+    atoms.cell = None
+    atoms.rattle(0.1, seed=3)
+    return atoms
+
+
+def ethanol():
+    atoms = molecule("CH3CH2OH")
+    atoms.rattle(0.05, seed=4)
+    return atoms
+
+
+CASES = {
+    "periodic Cu": (cu_cell, ["Cu"], True),
+    "periodic NaCl": (nacl_cell, ["Na", "Cl"], True),
+    "Cu cluster": (cu_cluster, ["Cu"], False),
+    "ethanol": (ethanol, ["H", "C", "O"], False),
+}
+
+
+def assert_columns_close(ours, ref, rtol, floor=1e-12):
+    """Column-wise relative error, with a small absolute floor for all-zero columns."""
+    scale = np.maximum(np.abs(ref).max(axis=0), floor)
+    err = np.abs(ours - ref).max(axis=0) / scale
+    assert err.max() <= rtol, f"worst column {err.argmax()}: relative error {err.max():.2e}"
+
+
+# ---------------------------------------------------------------- DScribe
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("case", list(CASES))
+def test_equal_to_dscribe_column_for_column(case, method):
+    from dscribe.descriptors import ACSF as DACSF
+
+    build, elements, periodic = CASES[case]
+    atoms = build()
+    ref = DACSF(species=elements, r_cut=4.5, g2_params=[list(p) for p in G2], g3_params=G3,
+                g4_params=[list(p) for p in G4], g5_params=[list(p) for p in G5],
+                periodic=periodic).create(atoms)
+    ours = make(elements, method).compute(atoms)
+    assert ours.shape == ref.shape
+    assert np.abs(ref).max() > 1.0  # not a comparison of zeros
+    assert_columns_close(ours, ref, rtol=1e-10)
+
+
+def test_feature_layout_and_labels():
+    d = make(["O", "H"])
+    assert d.elements == ("H", "O")
+    n_rad, n_ang = 1 + len(G2) + len(G3), len(G4) + len(G5)
+    assert d.n_features == 2 * n_rad + 3 * n_ang == len(d.feature_labels)
+    assert d.feature_labels[0] == "G1[H]"
+    assert d.feature_labels[1] == "G2[H](eta=0.5,r_s=0)"
+    assert d.feature_labels[n_rad] == "G1[O]"
+    assert d.feature_labels[2 * n_rad] == "G4[H,H](eta=0.01,zeta=1,lambda=+1)"
+    assert d.feature_labels[2 * n_rad + n_ang] == "G4[H,O](eta=0.01,zeta=1,lambda=+1)"
+    assert d.feature_labels[-1] == "G5[O,O](eta=0.02,zeta=1.5,lambda=+1)"
+
+
+def test_default_set():
+    d = ACSF.default(["Cu"], r_cut=6.0)
+    assert d.n_features == 17 and len(d.g2) == 8 and len(d.g4) == 8
+    values = d.compute(bulk("Cu", "fcc", a=3.61, cubic=True))
+    assert values.shape == (4, 17) and np.isfinite(values).all()
+
+
+# ---------------------------------------------------------------- two implementations
+@pytest.mark.parametrize("cutoff", ["cosine", "tanh3"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_fast_equals_reference(case, cutoff):
+    build, elements, _ = CASES[case]
+    atoms = build()
+    v_ref, d_ref = make(elements, "reference", cutoff).compute(atoms, derivatives=True)
+    v_fast, d_fast = make(elements, "fast", cutoff).compute(atoms, derivatives=True)
+    assert_columns_close(v_fast, v_ref, rtol=1e-12)
+    np.testing.assert_array_equal(d_fast.center, d_ref.center)
+    np.testing.assert_array_equal(d_fast.neighbor, d_ref.neighbor)
+    assert_columns_close(d_fast.values.reshape(-1, d_ref.n_features),
+                         d_ref.values.reshape(-1, d_ref.n_features), rtol=1e-12, floor=1e-9)
+
+
+def test_fast_uses_direct_evaluation_for_sharp_gaussians():
+    # eta * r_c^2 large: no accurate polynomial, the fast path must fall back
+    atoms = nacl_cell()
+    kw = dict(g4=[(2.0, 1, 1), (0.5, 2, -1)], g5=[(2.0, 1, 1)])
+    ref = ACSF(["Na", "Cl"], 4.5, method="reference", **kw).compute(atoms)
+    fast = ACSF(["Na", "Cl"], 4.5, method="fast", **kw).compute(atoms)
+    assert_columns_close(fast, ref, rtol=1e-12, floor=1e-30)
+
+
+# ---------------------------------------------------------------- invariances
+@pytest.mark.parametrize("case", list(CASES))
+def test_invariances(case):
+    build, elements, periodic = CASES[case]
+    report = check_invariance(make(elements), build(), seed=0)
+    expected = {"rotation", "translation", "permutation"}
+    if periodic:
+        expected |= {"wrapped", "supercell"}
+    assert set(report) == expected
+    assert max(report.values()) < 1e-10, report
+
+
+# ---------------------------------------------------------------- derivatives
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("cutoff", ["cosine", "tanh3"])
+@pytest.mark.parametrize("case", ["periodic NaCl", "ethanol"])
+def test_derivatives_match_finite_differences(case, cutoff, method):
+    build, elements, _ = CASES[case]
+    result = check_derivatives(make(elements, method, cutoff), build(), h=1e-5)
+    assert result["max_abs_derivative"] > 0.05  # not trivially small
+    assert result["max_relative_error"] < 1e-6, result
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_derivatives_fold_periodic_images_of_the_same_atom(method):
+    # two atoms in a small cell: almost every neighbour is an image of atom 0, 1 or itself
+    atoms = bulk("Cu", "fcc", a=3.61).repeat((2, 1, 1))
+    atoms.rattle(0.05, seed=5)
+    d = make(["Cu"], method)
+    _, derivs = d.compute(atoms, derivatives=True)
+    assert derivs.n_pairs == 4  # (0,0), (0,1), (1,0), (1,1): images folded
+    # translating everything changes nothing: the derivatives of each centre sum to zero
+    sums = np.zeros((2, 3, d.n_features))
+    np.add.at(sums, derivs.center, derivs.values)
+    assert np.abs(sums).max() < 1e-10
+    result = check_derivatives(d, atoms, h=1e-5)
+    assert result["max_abs_derivative"] > 0.05
+    assert result["max_relative_error"] < 1e-6, result
+
+
+def test_sparse_derivatives_scale_with_neighbours_not_atoms_squared():
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((3, 3, 3))  # 108 atoms
+    d = ACSF(["Cu"], 3.0, g2=G2, g4=G4)  # 12 neighbours each
+    _, derivs = d.compute(atoms, derivatives=True)
+    assert derivs.n_pairs == 108 * 13
+    assert derivs.values.shape == (108 * 13, 3, d.n_features)
+
+
+def test_vjp_equals_sparse_derivatives_vjp():
+    atoms = nacl_cell().repeat((2, 1, 1))
+    rng = np.random.default_rng(0)
+    for method in METHODS:
+        d = make(["Na", "Cl"], method)
+        values, derivs = d.compute(atoms, derivatives=True)
+        values2, vjp = d.compute_with_vjp(atoms)
+        np.testing.assert_allclose(values2, values, rtol=0, atol=1e-13)
+        dE_dG = rng.normal(size=values.shape)
+        expected = derivs.vjp(dE_dG)
+        assert np.abs(expected).max() > 0.1
+        np.testing.assert_allclose(vjp(dE_dG), expected, rtol=0,
+                                   atol=1e-11 * np.abs(expected).max())
+
+
+# ---------------------------------------------------------------- batches
+def test_compute_many_equals_compute_one_by_one():
+    images = [ethanol(), nacl_cell(), molecule("H2O"), ethanol(), nacl_cell().repeat((1, 1, 2))]
+    images[3].positions += 100.0  # far from the origin: no precision lost in the batch
+    d = make(["H", "C", "O", "Na", "Cl"])
+    batch = d.compute_many(images, derivatives=True, progress=False)
+    assert len(batch) == len(images)
+    for atoms, (values, derivs) in zip(images, batch):
+        v1, d1 = d.compute(atoms, derivatives=True)
+        np.testing.assert_allclose(values, v1, rtol=0, atol=1e-12 * np.abs(v1).max())
+        assert derivs.n_atoms == len(atoms)
+        np.testing.assert_array_equal(derivs.center, d1.center)
+        np.testing.assert_array_equal(derivs.neighbor, d1.neighbor)
+        np.testing.assert_allclose(derivs.values, d1.values, rtol=0, atol=1e-11)
+    plain = d.compute_many(images[:2], progress=False)
+    np.testing.assert_allclose(plain[1], batch[1][0], atol=1e-14)
+
+
+def test_compute_many_names_the_bad_image():
+    bad = ethanol()
+    bad.positions[2] = np.nan
+    with pytest.raises(ValueError, match="image 1.*NaN"):
+        make(["H", "C", "O"]).compute_many([ethanol(), bad], progress=False)
+
+
+# ---------------------------------------------------------------- serialisation
+def test_dict_roundtrip():
+    d = make(["Cu", "Au"], method="reference", cutoff="tanh3")
+    data = json.loads(json.dumps(d.to_dict()))
+    assert data["name"] == "ACSF"
+    back = descriptor_from_dict(data)
+    assert isinstance(back, ACSF) and back == d
+    assert back.method == "fast"  # the implementation is not part of the identity
+    assert "G4=4" in repr(d) and "tanh3" in repr(d)
+
+
+# ---------------------------------------------------------------- bad input
+def test_bad_structures():
+    d = make(["Cu"])
+    with pytest.raises(ValueError, match="not among the supported elements"):
+        d.compute(molecule("H2O"))
+    with pytest.raises(ValueError, match="empty"):
+        d.compute(Atoms())
+    atoms = cu_cluster()
+    atoms.positions[0, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        d.compute(atoms)
+    atoms = cu_cluster()
+    atoms.positions[1] = atoms.positions[0] + 0.01
+    with pytest.raises(ValueError, match="overlapping"):
+        d.compute(atoms)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(elements=["Xx"]), "unknown chemical element"),
+        (dict(r_cut=0.0), "r_cut must be > 0"),
+        (dict(r_cut=-3.0), "r_cut must be > 0"),
+        (dict(g2=[(-0.1, 0.0)]), r"g2\[0\]: eta must be > 0"),
+        (dict(g2=[(0.0, 0.0)]), r"g2\[0\]: eta must be > 0"),
+        (dict(g2=[(0.1, -1.0)]), "r_s must be >= 0"),
+        (dict(g2=[(0.1,)]), r"must be \(eta, r_s\)"),
+        (dict(g3=[np.nan]), "kappa must be finite"),
+        (dict(g4=[(-0.1, 1, 1)]), r"g4\[0\]: eta must be >= 0"),
+        (dict(g4=[(0.1, 0.5, 1)]), "zeta must be >= 1"),
+        (dict(g5=[(0.1, 1, 0.5)]), r"g5\[0\]: lambda must be \+1 or -1"),
+        (dict(cutoff="gaussian"), "unknown cutoff"),
+        (dict(method="turbo"), "unknown method"),
+    ],
+)
+def test_bad_parameters(kwargs, message):
+    args = dict(elements=["Cu"], r_cut=5.0)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        ACSF(**args)
