@@ -194,6 +194,8 @@ class BPNN(AtomicModel):
             Centre energies [eV] (before reference energies are added).
         """
         self._check_input(features, types)
+        if self.n_types == 1:
+            return self.networks[self.type_labels[0]](features).squeeze(1)
         energies = features.new_zeros(features.shape[0])
         for t, label in enumerate(self.type_labels):
             index = torch.nonzero(types == t).squeeze(1)  # (n_centres_of_type,)

@@ -32,7 +32,6 @@ from ase.data import atomic_numbers
 from nnptutor.descriptors.base import descriptor_from_dict
 from nnptutor.exceptions import ExtrapolationWarning
 from nnptutor.models import MODELS, AtomicModel
-from nnptutor.structures import check_atoms
 
 FORMAT = "nnptutor-potential"
 FORMAT_VERSION = 1
@@ -191,8 +190,7 @@ class Potential:
             requested; ``extrapolating`` bool ndarray (n_atoms,), True for atoms whose
             centres have features outside the training range (all False before training).
         """
-        check_atoms(atoms, self.descriptor.elements)
-        if forces:
+        if forces:  # the descriptor validates atoms (check_atoms) before featurising
             values, vjp = self.descriptor.compute_with_vjp(atoms)
         else:
             values = self.descriptor.compute(atoms)
@@ -209,12 +207,13 @@ class Potential:
 
         e_centres = e_centres.detach().to(torch.float64).numpy()
         members = self._centre_atoms(atoms, len(e_centres))
-        if members is not None:
-            energies = ref_atoms.copy()
-            np.add.at(energies, members, e_centres[:, None] / members.shape[1])
-            result["energies"] = energies
-        else:
+        if members is None:
             result["energies"] = None
+        elif len(e_centres) == len(atoms):  # atom-centred: centre k is atom k
+            result["energies"] = ref_atoms + e_centres
+        else:  # split each centre's energy equally between its atoms
+            share = np.repeat(e_centres / members.shape[1], members.shape[1])
+            result["energies"] = ref_atoms + np.bincount(members.ravel(), share, len(atoms))
         if forces:
             result["forces"] = -np.asarray(vjp(grad))
         result["extrapolating"] = self._extrapolating(atoms, values, types_np, members)
