@@ -86,7 +86,7 @@ def test_mcsh_harmonic_legendre_and_gradient(n):
     d, h = 1.3 * u, 1e-4
     S, grad = _mcsh.solid_harmonics(d, n, gradient=True)
     steps = [(_mcsh.solid_harmonics(d + h * e, n), _mcsh.solid_harmonics(d - h * e, n)) for e in np.eye(3)]
-    fd = np.stack([(p - m) / (2 * h) for p, m in steps], axis=-1)
+    fd = np.stack([(p - m) / (2 * h) for p, m in steps])  # (3, n_pairs, K)
     laplacian = sum((p - 2 * S + m) / h**2 for p, m in steps)
     scale = np.abs(S).max()
     np.testing.assert_allclose(grad, fd, atol=1e-6 * scale)

@@ -125,14 +125,29 @@ def _coefficients(n: int) -> tuple[np.ndarray, np.ndarray]:
     return C, G
 
 
-def _monomials(vectors: np.ndarray, n: int) -> np.ndarray:
-    """x^a y^b z^c for the triples of ``components(n)``, shape (n_pairs, n_components)."""
-    powers = vectors[:, :, None] ** np.arange(n + 1)  # (n_pairs, 3, n + 1)
-    t = np.array(components(n))  # (M, 3)
-    return powers[:, 0, t[:, 0]] * powers[:, 1, t[:, 1]] * powers[:, 2, t[:, 2]]
+def monomials(vectors: np.ndarray, n_max: int) -> list[np.ndarray]:
+    """x^a y^b z^c for the triples of ``components(n)``, for every n ≤ n_max.
+
+    Returns
+    -------
+    list of ndarray
+        Entry n has shape (n_pairs, n_components(n)) [Åⁿ]. Powers are built by repeated
+        multiplication (much faster than ``**``), once for all orders.
+    """
+    vectors = np.asarray(vectors, dtype=float)
+    powers = [np.ones((3, len(vectors)))]  # powers[k][axis] = coordinate**k, (3, n_pairs)
+    for _ in range(n_max):
+        powers.append(powers[-1] * vectors.T)
+    out = []
+    for n in range(n_max + 1):
+        table = np.empty((len(vectors), len(components(n))))
+        for m, (a, b, c) in enumerate(components(n)):
+            table[:, m] = powers[a][0] * powers[b][1] * powers[c][2]
+        out.append(table)
+    return out
 
 
-def solid_harmonics(vectors: np.ndarray, n: int, gradient: bool = False):
+def solid_harmonics(vectors: np.ndarray, n: int, gradient: bool = False, table=None):
     """Solid MCSH of order n at displacement vectors d.
 
     Parameters
@@ -143,22 +158,25 @@ def solid_harmonics(vectors: np.ndarray, n: int, gradient: bool = False):
         Order, 0 ≤ n ≤ :data:`MAX_ORDER`.
     gradient : bool
         Also return ∇_d S.
+    table : list of ndarray, optional
+        :func:`monomials` of ``vectors`` up to order ≥ n, to share between orders.
 
     Returns
     -------
     S : ndarray, shape (n_pairs, n_components)
         S^{(n)}_k(d) [Åⁿ].
-    grad : ndarray, shape (n_pairs, n_components, 3), only if ``gradient``
-        ∂S_k/∂d_a [Åⁿ⁻¹].
+    grad : ndarray, shape (3, n_pairs, n_components), only if ``gradient``
+        ∂S_k/∂d_a [Åⁿ⁻¹], Cartesian axis first (contiguous per axis).
     """
     if not 0 <= n <= MAX_ORDER:
         raise ValueError(f"MCSH order must be between 0 and {MAX_ORDER}, got {n}")
+    if table is None or len(table) <= n:
+        table = monomials(vectors, n)
     C, G = _coefficients(n)
-    S = _monomials(vectors, n) @ C  # (n_pairs, K)
+    S = table[n] @ C  # (n_pairs, K)
     if not gradient:
         return S
     if n == 0:
-        return S, np.zeros((len(vectors), 1, 3))
-    lower = _monomials(vectors, n - 1)  # (n_pairs, M_{n−1})
-    grad = np.einsum("pm,amk->pka", lower, G)  # (n_pairs, K, 3)
+        return S, np.zeros((3, len(S), 1))
+    grad = np.stack([table[n - 1] @ G[a] for a in range(3)])  # (3, n_pairs, K)
     return S, grad

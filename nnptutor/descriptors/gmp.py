@@ -73,7 +73,7 @@ import numpy as np
 from ase import Atoms
 from scipy.sparse import csr_matrix
 
-from nnptutor.descriptors._mcsh import MAX_ORDER, legendre_norm, solid_harmonics, weights
+from nnptutor.descriptors._mcsh import MAX_ORDER, legendre_norm, monomials, solid_harmonics, weights
 from nnptutor.descriptors.base import Descriptor, SparseDerivatives, register
 from nnptutor.descriptors.densities import TEACHING, resolve_density
 from nnptutor.neighbors import neighbor_pairs
@@ -247,7 +247,8 @@ class GMP(Descriptor):
         r2 = pairs.distances**2
         # segment sum over the pairs of each centre: mu = seg @ per_pair
         seg = csr_matrix((np.ones(n_pairs), (pairs.i, np.arange(n_pairs))), shape=(n_atoms, n_pairs))
-        harmonics = {n: solid_harmonics(pairs.vectors, n) for n in self.orders if n >= 0}
+        table = monomials(pairs.vectors, max(self.orders))  # x^a y^b z^c, shared by all orders
+        harmonics = {n: solid_harmonics(pairs.vectors, n, table=table) for n in self.orders if n >= 0}
         harmonics[-1] = np.ones((n_pairs, 1))
         values = np.empty((n_atoms, len(self.groups)))
         kept = []
@@ -280,7 +281,7 @@ class GMP(Descriptor):
             if keep:
                 d_radial = (2 * c[source] * terms).sum(axis=1)  # (dR/dr)/r, (n_pairs,)
                 kept.append((n, radial, d_radial, factor))
-        return values, (pairs, harmonics, kept)
+        return values, (pairs, table, harmonics, kept)
 
     def _pair_gradients(self, state, weights_per_feature=None):
         """∂F_i/∂d_p for every pair p = (i → j) and feature (gmp.md §9).
@@ -288,16 +289,17 @@ class GMP(Descriptor):
         With ``weights_per_feature`` c (n_atoms, n_features) return Σ_f c[i_p, f] ∂F_i,f/∂d_p,
         shape (n_pairs, 3) (the vector–Jacobian product); else shape (n_pairs, 3, n_features).
         """
-        pairs, harmonics, kept = state
+        pairs, table, harmonics, kept = state
         i, vectors = pairs.i, pairs.vectors
-        grads = {n: solid_harmonics(vectors, n, gradient=True)[1] for n in self.orders if n >= 0}
-        grads[-1] = np.zeros((len(pairs), 1, 3))
+        grads = {n: solid_harmonics(vectors, n, True, table)[1] for n in self.orders if n >= 0}  # (3, n_pairs, K)
+        grads[-1] = np.zeros((3, len(pairs), 1))
         if weights_per_feature is None:
             out = np.empty((len(pairs), 3, len(kept)))
             for f, (n, radial, d_radial, factor) in enumerate(kept):
                 fac = factor[i]  # (n_pairs, K)
-                out[:, :, f] = radial[:, None] * np.einsum("pk,pka->pa", fac, grads[n])
-                out[:, :, f] += (d_radial * (fac * harmonics[n]).sum(axis=1))[:, None] * vectors
+                along_d = d_radial * np.einsum("pk,pk->p", fac, harmonics[n])  # (n_pairs,)
+                angular = np.einsum("pk,apk->pa", fac, grads[n])  # Σ_k fac_k ∇S_k, (n_pairs, 3)
+                out[:, :, f] = radial[:, None] * angular + along_d[:, None] * vectors
             return out
         # VJP: gather the per-feature factors per order first, contract with ∇S once per order
         out = np.zeros((len(pairs), 3))
@@ -305,9 +307,9 @@ class GMP(Descriptor):
         for f, (n, radial, d_radial, factor) in enumerate(kept):
             fac = factor[i] * weights_per_feature[i, f][:, None]  # (n_pairs, K)
             angular, radial_part = by_order.setdefault(n, [0.0, 0.0])
-            by_order[n] = [angular + radial[:, None] * fac, radial_part + d_radial * (fac * harmonics[n]).sum(axis=1)]
+            by_order[n] = [angular + radial[:, None] * fac, radial_part + d_radial * np.einsum("pk,pk->p", fac, harmonics[n])]
         for n, (angular, radial_part) in by_order.items():
-            out += np.einsum("pk,pka->pa", angular, grads[n]) + radial_part[:, None] * vectors
+            out += np.einsum("pk,apk->pa", angular, grads[n]) + radial_part[:, None] * vectors
         return out
 
     def _compute(self, atoms: Atoms, derivatives: bool):
