@@ -50,7 +50,7 @@ from ase.data import atomic_numbers
 from nnptutor.cutoffs import CUTOFFS, get_cutoff
 from nnptutor.descriptors.base import Descriptor, SparseDerivatives, register
 from nnptutor.neighbors import Pairs, neighbor_pairs
-from nnptutor.structures import check_atoms, normalize_elements
+from nnptutor.structures import MIN_DISTANCE, check_atoms, normalize_elements
 
 
 @dataclass
@@ -121,16 +121,6 @@ def _pair_terms(distances, eta, r_s, cutoff, r_cut):
     value = gauss * fc[:, None]
     derivative = gauss * (dfc[:, None] - 2.0 * eta * (r - r_s) * fc[:, None])
     return value, derivative
-
-
-def _cosine_and_gradients(x, y):
-    """cos of the angle between x and y, shape (n,), and its gradients, each (n, 3)."""
-    nx = np.linalg.norm(x, axis=1)
-    ny = np.linalg.norm(y, axis=1)
-    cos = np.einsum("na,na->n", x, y) / (nx * ny)
-    dx = y / (nx * ny)[:, None] - (cos / nx**2)[:, None] * x
-    dy = x / (nx * ny)[:, None] - (cos / ny**2)[:, None] * y
-    return cos, dx, dy
 
 
 @register
@@ -312,7 +302,7 @@ class PairACSF(Descriptor):
         unit = D / r[:, None]  # (n_pairs, 3)
 
         values = np.zeros((n_pairs, self.n_features))
-        grads = _Gradients(n_pairs, n_atoms, self.n_features)
+        grads = _Gradients(pl, n_atoms, self.n_features)
 
         # --- pair block: P2, P5, P6 depend on R_AB only ---------------------------------
         eta, r_s = self._pair_params.T
@@ -323,7 +313,7 @@ class PairACSF(Descriptor):
         cols = np.arange(self._n_pair_block)
         values[:, cols] = val
         if derivatives:
-            grads.add_pair_term(pl, cols, der[:, None, :] * unit[:, :, None])
+            grads.add(np.arange(n_pairs), pl.b, cols, der[:, None, :] * unit[:, :, None])
 
         # per-element block: column of element s, function k = n_pair_block + s * n_per_element + k
         if n_rad:
@@ -343,8 +333,8 @@ class PairACSF(Descriptor):
         g, dg = _pair_terms(nl.distances, eta, r_s, cutoff, self.r_cut)  # (n_entries, n_rad)
         h, dh = _pair_terms(pl.distances, eta, 0.0, cutoff, self.r_cut)  # (n_pairs, n_rad)
         # environment sums via atom-centred sums: E_A + E_B minus the partner's own term
-        atom_sums = np.zeros((nl.n_atoms, n_el, n_rad))
-        np.add.at(atom_sums, (nl.i, species[nl.j]), g)
+        atom_sums = _scatter_rows(nl.i * n_el + species[nl.j], g, nl.n_atoms * n_el)
+        atom_sums = atom_sums.reshape(nl.n_atoms, n_el, n_rad)
         g_ab, dg_ab = _pair_terms(pl.distances, eta, r_s, cutoff, self.r_cut)  # (n_pairs, n_rad)
         env = atom_sums[pl.a] + atom_sums[pl.b]  # (n_pairs, n_el, n_rad)
         rows = np.arange(len(pl))
@@ -356,8 +346,9 @@ class PairACSF(Descriptor):
         unit = pl.vectors / pl.distances[:, None]
         # d/dD_AB of the pair factor: (n_pairs, 3, n_el * n_rad)
         pair_grad = (env * dh[:, None, :]).reshape(len(pl), 1, n_el * n_rad) * unit[:, :, None]
-        grads.add_pair_term(pl, cols.ravel(), pair_grad)
+        grads.add(np.arange(len(pl)), pl.b, cols.ravel(), pair_grad)
         # d/d(R_n − R_X) of the environment sums, X = A, B: every neighbour entry but the partner
+        # (−grad on A itself is left to the sum rule in _Gradients.result)
         for centre, partner, sign in ((pl.a, pl.b, 1), (pl.b, pl.a, -1)):
             p, q = _expand(nl, centre)
             own = (nl.j[q] == partner[p]) & (nl.shifts[q] == sign * pl.shifts[p]).all(axis=1)
@@ -366,7 +357,8 @@ class PairACSF(Descriptor):
             grad = (h[p] * dg[q])[:, None, :] * u[:, :, None]  # (n_combos, 3, n_rad)
             col = cols[species[nl.j[q]]]  # (n_combos, n_rad)
             grads.add(p, nl.j[q], col, grad)
-            grads.add(p, centre[p], col, -grad)
+            if sign < 0:
+                grads.add(p, centre[p], col, -grad)
 
     def _angular(self, nl, pl, species, cutoff, values, grads):
         """P4: triplets (pair, n) with n within r_c of both A and B."""
@@ -374,26 +366,21 @@ class PairACSF(Descriptor):
         eta, zeta, lambda_ = np.array(self.p4, dtype=float).T  # (n_ang,)
         cols = (self._n_pair_block + np.arange(n_el)[:, None] * self._n_per_element
                 + n_rad + np.arange(len(eta)))  # (n_el, n_ang)
-        p, q = _expand(nl, pl.a)
-        not_b = ~((nl.j[q] == pl.b[p]) & (nl.shifts[q] == pl.shifts[p]).all(axis=1))
-        p, q = p[not_b], q[not_b]
-        u = nl.vectors[q]  # D_An, (n_combos, 3)
-        D = pl.vectors[p]  # D_AB
-        v = u - D  # D_Bn
+        p, q = _expand(nl, pl.a)  # candidates n: the neighbours of A
+        v = nl.vectors[q] - pl.vectors[p]  # D_Bn = D_An − D_AB, (n_combos, 3)
         b = np.linalg.norm(v, axis=1)
-        near = b <= self.r_cut
-        p, q, u, D, v, b = p[near], q[near], u[near], D[near], v[near], b[near]
-        a, r = nl.distances[q], pl.distances[p]  # (n_trip,)
-        n = nl.j[q]
+        # within r_c of B too; b ≈ 0 is B itself (real atoms are ≥ MIN_DISTANCE apart)
+        keep = (b <= self.r_cut) & (b > 0.5 * MIN_DISTANCE)
+        p, q, v, b = p[keep], q[keep], v[keep], b[keep]
+        u, D = nl.vectors[q], pl.vectors[p]  # D_An, D_AB: (n_trip, 3)
+        a, r, n = nl.distances[q], pl.distances[p], nl.j[q]  # (n_trip,)
 
-        # cos θ and its gradients with respect to u = D_An and D = D_AB (v = u − D)
+        # homonuclear: angle at n between n→A and n→B, cos = u·v / (a b)
+        # heteronuclear: angle at B between B→n and B→A, cos = −v·D / (b r)
         homo = (species[pl.a] == species[pl.b])[p]
-        c_h, dx_h, dy_h = _cosine_and_gradients(u, v)  # angle at n between n→A and n→B
-        c_x, dx_x, dy_x = _cosine_and_gradients(v, -D)  # angle at B between B→n and B→A
-        cos = np.clip(np.where(homo, c_h, c_x), -1.0, 1.0)
-        dcos_du = np.where(homo[:, None], dx_h + dy_h, dx_x)
-        dcos_dD = np.where(homo[:, None], -dy_h, -dx_x - dy_x)
-
+        cos = np.where(homo, np.einsum("ta,ta->t", u, v) / (a * b),
+                       -np.einsum("ta,ta->t", v, D) / (b * r))
+        cos = np.clip(cos, -1.0, 1.0)
         fa, dfa = cutoff(a, self.r_cut)
         fb, dfb = cutoff(b, self.r_cut)
         fr, dfr = cutoff(r, self.r_cut)
@@ -401,66 +388,93 @@ class PairACSF(Descriptor):
         ang = 2.0 ** (1.0 - zeta) * base**zeta
         radial = np.exp(-eta * (a**2 + b**2 + r**2)[:, None])  # (n_trip, n_ang)
         weight = radial * (fa * fb * fr)[:, None]
-        term = ang * weight  # (n_trip, n_ang)
         col = cols[species[n]]  # (n_trip, n_ang)
-        np.add.at(values, (p[:, None], col), term)
+        size = values.size
+        values += _scatter_rows(p[:, None] * values.shape[1] + col, ang * weight, size).reshape(values.shape)
         if grads is None:
             return
-        dang = 2.0 ** (1.0 - zeta) * zeta * lambda_ * base ** (zeta - 1.0)
+
+        # gradients of cos as combinations of u, v, D (v = u − D): d cos/du and d cos/dD
+        ab, br = a * b, b * r
+        zero = np.zeros_like(cos)
+        cu_u = np.where(homo, 1 / ab - cos / a**2, zero)
+        cu_v = np.where(homo, 1 / ab, zero) - cos / b**2
+        cu_d = np.where(homo, zero, -1 / br)
+        cd_u = np.where(homo, -1 / ab, zero)
+        cd_v = cos / b**2 - np.where(homo, zero, 1 / br)
+        cd_d = np.where(homo, zero, 1 / br - cos / r**2)
+        # derivatives of the radial weight W = e^{−η(a²+b²+r²)} f(a) f(b) f(r): (n_trip, n_ang)
         dw_da = radial * (dfa * fb * fr)[:, None] - 2 * eta * a[:, None] * weight
         dw_db = radial * (fa * dfb * fr)[:, None] - 2 * eta * b[:, None] * weight
         dw_dr = radial * (fa * fb * dfr)[:, None] - 2 * eta * r[:, None] * weight
-        ua, ub, ur = u / a[:, None], v / b[:, None], D / r[:, None]
-        # (n_trip, 3, n_ang)
-        d_du = (ang * dw_da)[:, None, :] * ua[:, :, None] + (ang * dw_db)[:, None, :] * ub[:, :, None] \
-            + (weight * dang)[:, None, :] * dcos_du[:, :, None]
-        d_dD = (ang * dw_dr)[:, None, :] * ur[:, :, None] - (ang * dw_db)[:, None, :] * ub[:, :, None] \
-            + (weight * dang)[:, None, :] * dcos_dD[:, :, None]
-        grads.add(p, n, col, d_du)
-        grads.add(p, pl.b[p], col, d_dD)
-        grads.add(p, pl.a[p], col, -(d_du + d_dD))
+        w_dang = weight * 2.0 ** (1.0 - zeta) * zeta * lambda_ * base ** (zeta - 1.0)
+        # coefficients of u, v, D in dT/du (moves n) and dT/dD (moves B): (n_trip, n_ang)
+        coef_du = (ang * dw_da / a[:, None] + w_dang * cu_u[:, None],
+                   ang * dw_db / b[:, None] + w_dang * cu_v[:, None],
+                   w_dang * cu_d[:, None])
+        coef_dd = (w_dang * cd_u[:, None],
+                   -ang * dw_db / b[:, None] + w_dang * cd_v[:, None],
+                   ang * dw_dr / r[:, None] + w_dang * cd_d[:, None])
+        for atom, coef in ((n, coef_du), (pl.b[p], coef_dd)):  # A: sum rule in _Gradients
+            grad = sum(c[:, None, :] * x[:, :, None] for c, x in zip(coef, (u, v, D)))
+            grads.add(p, atom, col, grad)  # (n_trip, 3, n_ang)
+
+
+def _scatter_rows(index, weights, size):
+    """Sum ``weights`` into a flat array of ``size`` at ``index`` (same shape as weights)
+    or, for 1-D ``index`` and 2-D ``weights`` (n, m), at rows ``index`` of an (size, m) array."""
+    weights = np.asarray(weights)
+    if index.ndim == 1 and weights.ndim == 2:
+        m = weights.shape[1]
+        flat = (index[:, None] * m + np.arange(m)).ravel()
+        out = np.bincount(flat, weights.ravel(), minlength=size * m).reshape(size, m)
+    else:
+        out = np.bincount(index.ravel(), weights.ravel(), minlength=size)
+    return out.astype(np.float64, copy=False)  # bincount of nothing is int
 
 
 class _Gradients:
-    """Collects contributions dG[pair, col]/dR[atom, :] and folds them into SparseDerivatives."""
+    """Collects contributions dG[pair, col]/dR[atom, :] and folds them into SparseDerivatives.
 
-    def __init__(self, n_pairs: int, n_atoms: int, n_features: int):
-        self.n_pairs, self.n_atoms, self.n_features = n_pairs, n_atoms, n_features
-        self._keys, self._cols, self._vals = [], [], []
+    Contributions to atom A of each pair's own frame are not added: translation invariance
+    (Σ_atoms dG_p/dR = 0) gives A's entry as minus the sum of all the others, which halves
+    the work. Contributions to A through a periodic image of A are added as usual.
+    """
+
+    def __init__(self, pl: PairList, n_atoms: int, n_features: int):
+        self.pl, self.n_atoms, self.n_features = pl, n_atoms, n_features
+        self._blocks = []
 
     def add(self, pair, atom, cols, grad):
         """pair, atom: (n,); cols: (n, m) or (m,); grad: (n, 3, m) [feature unit/Å]."""
-        self._keys.append(pair * self.n_atoms + atom)
-        self._cols.append(np.broadcast_to(cols, (len(pair), grad.shape[2])))
-        self._vals.append(grad)
-
-    def add_pair_term(self, pl: PairList, cols, grad_d):
-        """A term depending on D_AB only: +grad to B, −grad to A."""
-        rows = np.arange(len(pl))
-        self.add(rows, pl.b, cols, grad_d)
-        self.add(rows, pl.a, cols, -grad_d)
+        self._blocks.append((pair * self.n_atoms + atom, cols, grad))
 
     def result(self) -> SparseDerivatives:
-        F = self.n_features
-        if not self._keys or sum(len(k) for k in self._keys) == 0:
-            return SparseDerivatives(np.zeros(0, int), np.zeros(0, int), np.zeros((0, 3, F)),
-                                     self.n_atoms, self.n_pairs)
-        entries, inverse = np.unique(np.concatenate(self._keys), return_inverse=True)
-        flat, start = [], 0
-        for cols in self._cols:
-            dest = inverse[start:start + len(cols)]
-            start += len(cols)
-            # flat index of (entry, component, column): (n, 3, m)
-            flat.append(((dest[:, None, None] * 3 + np.arange(3)[None, :, None]) * F
-                         + cols[:, None, :]).ravel())
-        weights = np.concatenate([v.ravel() for v in self._vals])
-        out = np.bincount(np.concatenate(flat), weights=weights, minlength=len(entries) * 3 * F)
+        n_pairs, F = len(self.pl), self.n_features
+        own_a = np.arange(n_pairs) * self.n_atoms + self.pl.a  # every pair has an A entry
+        entries = np.sort(np.concatenate([own_a] + [keys for keys, _, _ in self._blocks]))
+        entries = entries[np.concatenate((entries[:1] >= 0, entries[1:] != entries[:-1]))]  # unique
+        out = np.zeros((len(entries), 3, F))
+        flat_out = out.reshape(-1)  # a view: (n_entries * 3 * F,)
+        for keys, cols, grad in self._blocks:
+            dest = np.searchsorted(entries, keys)  # (n,)
+            cols = np.broadcast_to(cols, (len(keys), grad.shape[2]))  # (n, m)
+            for c in range(3):
+                index = (dest[:, None] * 3 + c) * F + cols  # (n, m)
+                np.add.at(flat_out, index.ravel(), grad[:, c, :].ravel())
+        # sum rule: dG_p/dR_A = −Σ_{k≠A} dG_p/dR_k (entries are sorted by pair, A's included)
+        center = entries // self.n_atoms
+        starts = np.searchsorted(center, np.arange(n_pairs))
+        a_entry = np.searchsorted(entries, own_a)
+        if n_pairs:
+            total = np.add.reduceat(out, starts, axis=0)  # (n_pairs, 3, F), A's partial included
+            out[a_entry] -= total
         return SparseDerivatives(
-            center=entries // self.n_atoms,
+            center=center,
             neighbor=entries % self.n_atoms,
-            values=out.reshape(len(entries), 3, F),
+            values=out,
             n_atoms=self.n_atoms,
-            n_centres=self.n_pairs,
+            n_centres=n_pairs,
         )
 
 
