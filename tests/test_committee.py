@@ -54,8 +54,10 @@ def seed_images():
 @pytest.fixture(scope="module")
 def trained(seed_images):
     committee = Committee.from_descriptor(make_descriptor(), n_members=4, hidden=(8, 8), seed=0)
+    # full-batch L-BFGS converges members on 12 structures (Adam at this size leaves
+    # optimisation noise that swamps the spread we want to measure)
     for m, pot in enumerate(committee):
-        nt.train(pot, seed_images, epochs=80, seed=m, progress=False)
+        nt.train(pot, seed_images, epochs=10, optimizer="lbfgs", seed=m, progress=False)
     return committee
 
 
@@ -113,8 +115,8 @@ def test_mean_forces_are_minus_gradient_of_mean_energy(trained):
 
 def test_spread_ranks_true_error_on_held_out_cu(trained):
     held_out = []
-    for k, amplitude in enumerate([0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]):
-        held_out += cu_cells(3, amplitude, 0.01 + 0.01 * k, seed=100 + k)
+    for k, amplitude in enumerate([0.02, 0.05, 0.08, 0.11, 0.14, 0.17, 0.2]):
+        held_out += cu_cells(3, amplitude, 0.02, seed=100 + k)  # from familiar to far
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", nt.ExtrapolationWarning)
         result = trained.evaluate(held_out)
