@@ -152,6 +152,8 @@ class _Plan:
                     self.polynomials[eta] = cutoff_gaussian_polynomial(eta, self.r_cut)
         # element pairs (a, b), a >= b, in feature order
         self.element_pairs = [(a, b) for a in range(self.n_el) for b in range(a + 1)]
+        self.pair_first = np.array([a for a, b in self.element_pairs])
+        self.pair_second = np.array([b for a, b in self.element_pairs])
 
 
 def _plan(acsf) -> _Plan:
@@ -281,7 +283,7 @@ def _radial(acsf, plan, i, j, vectors, distances, species, values, entry):
     from nnptutor.descriptors.acsf import radial_terms
 
     fc, dfc = plan.cutoff(distances, plan.r_cut)
-    terms, dterms = radial_terms(distances, fc, dfc, acsf.g2, acsf.g3)  # (n_pairs, n_rad)
+    terms, dterms = radial_terms(distances, fc, dfc, acsf.g2, acsf.g3, entry is not None)
     n_atoms = len(values)
     s_j = species[j]
     key = i * plan.n_el + s_j  # (centre, neighbour element): sorted if one element
@@ -334,14 +336,19 @@ def _angular_block(plan, block, cs, fc, dfc, values, entry):
         else:
             B, B_hat = np.broadcast_to(offdiag, (n_c, K, K)), None
         Cz = _select(C, zls)  # (n_c, n_z, K, K), a view when zls are consecutive
-        Cg = Cz.reshape(n_c, len(zls), K * K)  # (n_c, n_z, K²)
+        n_z = len(zls)
+        # trick 2: X[pb] = (a_s a_tᵀ) ∘ B for every element pair (s, t), contracted with
+        # every C of this group in one product: G[pb, z] = Σ_jk X[pb]_jk C[z]_jk
+        As = A[:, :, plan.pair_first].transpose(0, 2, 1)  # (n_c, n_pb, K): a_j, j of element s
+        At = A[:, :, plan.pair_second].transpose(0, 2, 1)  # (n_c, n_pb, K): a_k, k of element t
+        X = As[:, :, :, None] * At[:, :, None, :]  # (n_c, n_pb, K, K)
+        X *= B[:, None]
+        Cflat = Cz.reshape(n_c, n_z, K * K)  # (n_c, n_z, K²)
+        G = X.reshape(n_c, -1, K * K) @ Cflat.transpose(0, 2, 1)  # (n_c, n_pb, n_z)
         for pb, (sa, sb) in enumerate(plan.element_pairs):
-            # trick 2: X = (a_s a_tᵀ) ∘ B, contracted with every C of this group at once
-            X = (A[:, :, sa, None] * A[:, None, :, sb]) * B  # (n_c, K, K)
-            G = Cg @ X.reshape(n_c, K * K, 1)  # (n_c, n_z, 1)
             half = 0.5 if sa == sb else 1.0
             columns = plan.ang0 + pb * plan.n_ang + members
-            values[np.ix_(cs, columns)] = G[:, :, 0] * (half * norms)
+            values[np.ix_(cs, columns)] = G[:, pb] * (half * norms)
         if entry is not None:
             _angular_block_derivatives(plan, block, A, a, da, B, B_hat, Cz, _select(dC, zls),
                                        members, norms, onehot, entry)

@@ -384,7 +384,7 @@ def fold_entry_derivatives(i, j, entry_derivs, n_atoms):
 # --------------------------------------------------------------------------------------
 # the reference implementation: one row per pair, one row per triplet
 # --------------------------------------------------------------------------------------
-def radial_terms(distances, fc, dfc, g2, g3):
+def radial_terms(distances, fc, dfc, g2, g3, derivatives=True):
     r"""Per-pair terms of G1, G2, G3 (eqs. 1–3) and their derivatives with respect to r.
 
     Parameters
@@ -392,6 +392,8 @@ def radial_terms(distances, fc, dfc, g2, g3):
     distances, fc, dfc : ndarray, shape (n_pairs,)
         r_ij [Å], f_c(r_ij), f_c'(r_ij) [Å⁻¹].
     g2 : list of (eta, r_s); g3 : list of kappa
+    derivatives : bool
+        Also compute ``dterms`` (else None).
 
     Returns
     -------
@@ -404,11 +406,12 @@ def radial_terms(distances, fc, dfc, g2, g3):
     r_s = np.array([p[1] for p in g2]).reshape(1, -1)
     kappa = np.array(g3, dtype=float).reshape(1, -1)  # (1, n_G3)
     gauss = np.exp(-eta * (r - r_s) ** 2)  # (n_pairs, n_G2)
-    g2_terms = gauss * fc
-    g2_dterms = gauss * (dfc - 2 * eta * (r - r_s) * fc)
     g3_terms = np.cos(kappa * r) * fc  # (n_pairs, n_G3)
+    terms = np.concatenate([fc, gauss * fc, g3_terms], axis=1)
+    if not derivatives:
+        return terms, None
+    g2_dterms = gauss * (dfc - 2 * eta * (r - r_s) * fc)
     g3_dterms = np.cos(kappa * r) * dfc - kappa * np.sin(kappa * r) * fc
-    terms = np.concatenate([fc, g2_terms, g3_terms], axis=1)
     dterms = np.concatenate([dfc, g2_dterms, g3_dterms], axis=1)
     return terms, dterms
 
@@ -511,7 +514,7 @@ def reference_features(acsf: ACSF, i, j, vectors, distances, species, derivative
 
     # ---- radial: G1, G2, G3, summed over neighbours j of element s_j
     fc, dfc = fc_fn(distances, acsf.r_cut)
-    terms, dterms = radial_terms(distances, fc, dfc, acsf.g2, acsf.g3)  # (n_pairs, n_rad)
+    terms, dterms = radial_terms(distances, fc, dfc, acsf.g2, acsf.g3, derivatives)
     s_j = species[j]
     columns = s_j[:, None] * n_rad + np.arange(n_rad)  # (n_pairs, n_rad)
     np.add.at(values, (i[:, None], columns), terms)
@@ -590,32 +593,33 @@ def batched_pairs(images, r_cut, elements, progress=False):
     """
     from tqdm.auto import tqdm
 
-    from nnptutor.structures import check_atoms
-
     for n, atoms in enumerate(images):
-        try:
-            check_atoms(atoms, elements)
-        except ValueError as err:
-            raise ValueError(f"image {n}: {err}") from None
-    sizes = np.array([len(a) for a in images])
+        if not isinstance(atoms, Atoms):
+            raise ValueError(f"image {n}: expected an ase.Atoms object, got {type(atoms).__name__}")
+    positions = [a.positions for a in images]  # one pass over the ASE objects
+    numbers = [a.numbers for a in images]
+    molecule = ~np.array([a.pbc for a in images]).reshape(-1, 3).any(axis=1)
+    sizes = np.array([len(p) for p in positions])
     offsets = np.concatenate([[0], np.cumsum(sizes)])
-    numbers = np.concatenate([a.numbers for a in images])
-    molecule = np.array([not a.pbc.any() for a in images])
+    _check_images(images, elements, positions, numbers, molecule, sizes)
+    numbers = np.concatenate(numbers)
     parts = []  # (i, j, vectors, distances), global indices
 
     if molecule.any():
-        # lay the molecules out on a line, each shifted by its extent plus 2 r_cut
+        # lay the molecules out on a line along x, each shifted by its extent + 2 r_cut
         mol = np.flatnonzero(molecule)
-        positions = [images[n].positions for n in mol]
-        lows = np.array([p.min(axis=0) for p in positions])  # (n_mol, 3)
-        extents = np.array([np.ptp(p[:, 0]) for p in positions])
+        original = np.concatenate([positions[n] for n in mol])  # (n_mol_atoms, 3)
+        local = np.concatenate([[0], np.cumsum(sizes[mol])])[:-1]  # first atom of each
+        lows = np.minimum.reduceat(original, local, axis=0)  # (n_mol, 3)
+        extents = np.maximum.reduceat(original[:, 0], local) - lows[:, 0]
         starts = np.concatenate([[0.0], np.cumsum(extents + 2 * r_cut + 1.0)[:-1]])
-        shifted = np.concatenate([p - low + [s, 0.0, 0.0]
-                                  for p, low, s in zip(positions, lows, starts)])
-        original = np.concatenate(positions)
-        to_global = np.concatenate([np.arange(offsets[n], offsets[n + 1]) for n in mol])
-        box = Atoms(positions=shifted, pbc=False)
-        pairs = neighbor_pairs(box, r_cut)
+        shift = lows - np.c_[starts, np.zeros((len(mol), 2))]  # (n_mol, 3)
+        shifted = original - np.repeat(shift, sizes[mol], axis=0)
+        # global index of each molecule atom: position in the stack + (its image's offset
+        # − where that image starts in the stack)
+        to_global = np.arange(len(original)) + np.repeat(offsets[mol] - local, sizes[mol])
+        pairs = neighbor_pairs(Atoms(positions=shifted, pbc=False), r_cut)
+        # vectors from the original positions: no precision lost to the large offsets
         vectors = original[pairs.j] - original[pairs.i]
         parts.append((to_global[pairs.i], to_global[pairs.j], vectors,
                       np.linalg.norm(vectors, axis=1)))
@@ -630,3 +634,28 @@ def batched_pairs(images, r_cut, elements, progress=False):
     vectors = np.concatenate([p[2] for p in parts])[order]
     distances = np.concatenate([p[3] for p in parts])[order]
     return i[order], j[order], vectors, distances, numbers, offsets
+
+
+def _check_images(images, elements, positions, numbers, molecule, sizes):
+    """:func:`check_atoms` for many structures, vectorised for the common case.
+
+    All positions and numbers are checked at once; only periodic structures (whose
+    cells need checking) and any failing structure go through ``check_atoms`` one by one,
+    which also produces the error message, prefixed with the image index.
+    """
+    from nnptutor.structures import check_atoms
+
+    allowed = np.zeros(119, dtype=bool)
+    allowed[[atomic_numbers[s] for s in elements]] = True
+    all_numbers = np.concatenate(numbers) if len(numbers) else np.zeros(0, int)
+    all_positions = np.concatenate(positions) if len(positions) else np.zeros((0, 3))
+    bad_atoms = ~np.isfinite(all_positions).all(axis=1) | ~allowed[np.clip(all_numbers, 0, 118)]
+    suspects = set(np.flatnonzero(sizes == 0).tolist()) | set(np.flatnonzero(~molecule).tolist())
+    if bad_atoms.any():
+        owner = np.searchsorted(np.cumsum(sizes), np.flatnonzero(bad_atoms), side="right")
+        suspects |= set(owner.tolist())
+    for n in sorted(suspects):
+        try:
+            check_atoms(images[n], elements)
+        except ValueError as err:
+            raise ValueError(f"image {n}: {err}") from None

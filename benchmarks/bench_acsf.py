@@ -1,0 +1,173 @@
+"""ACSF benchmark: nnptutor against DScribe, in the same run, on one thread.
+
+    python benchmarks/bench_acsf.py            # full (several minutes)
+    python benchmarks/bench_acsf.py --quick    # a smaller subset
+
+Prints, for each case, our time, DScribe's time (medians of repeats) and their ratio
+(< 1: we are faster). Cases: periodic fcc Cu 32–4000 atoms (r_cut 6 Å, 8 G2 + 8 G4, the
+``ACSF.default`` set), a two-element cell, 1000 ethanol geometries in one call, features
++ analytic derivatives at 108 atoms against DScribe's numerical derivatives, time per atom
+from 256 to 4000 atoms, peak memory at 4000 atoms with derivatives, the MD-style
+features + vector–Jacobian product at 108 atoms against ASE's EMT forces, and the whole
+``cu_emt`` data set if it is present. See benchmarks/README.md for results.
+"""
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # one thread each: DScribe's ACSF is single-threaded
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+
+import numpy as np  # noqa: E402
+from ase.build import bulk, molecule  # noqa: E402
+
+from nnptutor.descriptors.acsf import ACSF  # noqa: E402
+
+
+def median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def paired(ours, theirs, repeats):
+    """Medians of interleaved repeats, so that load changes hit both alike."""
+    t_ours, t_theirs = [], []
+    for _ in range(repeats):
+        t_ours.append(median_time(ours, 1))
+        t_theirs.append(median_time(theirs, 1))
+    return float(np.median(t_ours)), float(np.median(t_theirs))
+
+
+def dscribe_like(acsf, periodic):
+    from dscribe.descriptors import ACSF as DACSF
+
+    return DACSF(species=list(acsf.elements), r_cut=acsf.r_cut,
+                 g2_params=[list(p) for p in acsf.g2] or None, g3_params=acsf.g3 or None,
+                 g4_params=[list(p) for p in acsf.g4] or None,
+                 g5_params=[list(p) for p in acsf.g5] or None, periodic=periodic)
+
+
+def cu(n_rep, seed=0):
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(n_rep)
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+def row(case, n_atoms, ours, theirs):
+    ratio = ours / theirs
+    print(f"{case:<34} {n_atoms:>7} {ours * 1e3:>11.1f} {theirs * 1e3:>11.1f} {ratio:>7.3f}")
+    return ratio
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else 5
+    acsf = ACSF.default(["Cu"], r_cut=6.0)
+    d_cu = dscribe_like(acsf, periodic=True)
+    print(f"ACSF: {acsf}")
+    print(f"{'case':<34} {'n_atoms':>7} {'ours [ms]':>11} {'DScribe':>11} {'ratio':>7}")
+
+    # ---- features, bulk Cu
+    sizes = (2, 3, 5) if args.quick else (2, 3, 4, 5, 6, 8, 10)
+    per_atom = {}
+    for n in sizes:
+        atoms = cu(n)
+        acsf.compute(atoms)  # warm up (polynomial fit, imports)
+        ours, theirs = paired(lambda: acsf.compute(atoms), lambda: d_cu.create(atoms),
+                              repeats if len(atoms) <= 2048 else 3)
+        row("features, fcc Cu", len(atoms), ours, theirs)
+        per_atom[len(atoms)] = ours / len(atoms)
+
+    # ---- features, two elements (Cu3Au-like random alloy)
+    alloy = cu(4, seed=1)
+    rng = np.random.default_rng(1)
+    alloy.numbers[rng.choice(len(alloy), len(alloy) // 4, replace=False)] = 79
+    acsf2 = ACSF.default(["Cu", "Au"], r_cut=6.0)
+    d2 = dscribe_like(acsf2, periodic=True)
+    ours, theirs = paired(lambda: acsf2.compute(alloy), lambda: d2.create(alloy), repeats)
+    row("features, CuAu alloy (2 elements)", len(alloy), ours, theirs)
+
+    # ---- features, 1000 ethanol geometries in one call
+    base = molecule("CH3CH2OH")
+    rng = np.random.default_rng(2)
+    images = []
+    for _ in range(200 if args.quick else 1000):
+        m = base.copy()
+        m.positions += rng.normal(scale=0.05, size=m.positions.shape)
+        images.append(m)
+    acsf3 = ACSF.default(["H", "C", "O"], r_cut=6.0)
+    d3 = dscribe_like(acsf3, periodic=False)
+    ours, theirs = paired(lambda: acsf3.compute_many(images, progress=False),
+                          lambda: d3.create(images, n_jobs=1), repeats)
+    row(f"features, {len(images)} ethanol (batch)", len(images) * 9, ours, theirs)
+
+    # ---- features + derivatives at 108 atoms
+    atoms = cu(3)
+    t_feat = median_time(lambda: acsf.compute(atoms), repeats)
+    t_der = median_time(lambda: acsf.compute(atoms, derivatives=True), repeats)
+    t_num = median_time(lambda: d_cu.derivatives(atoms, method="numerical", attach=True), 1)
+    row("features+derivatives vs numerical", len(atoms), t_der, t_num)
+    print(f"  derivatives / our features time: {t_der / t_feat:.2f}")
+
+    # ---- MD-style: features + vjp, against ASE's EMT forces
+    from ase.calculators.emt import EMT
+
+    dE_dG = np.random.default_rng(3).normal(size=(len(atoms), acsf.n_features))
+
+    def md_step():
+        _, vjp = acsf.compute_with_vjp(atoms)
+        return vjp(dE_dG)
+
+    def emt_step():
+        atoms.calc = EMT()
+        return atoms.get_forces()
+
+    ours, theirs = paired(md_step, emt_step, repeats)
+    print(f"{'features + vjp vs ASE EMT forces':<34} {len(atoms):>7} {ours * 1e3:>11.1f} "
+          f"{theirs * 1e3:>11.1f} {ours / theirs:>7.3f}   (EMT in the DScribe column)")
+
+    # ---- scaling: time per atom
+    big = [n for n in per_atom if n >= 256]
+    if len(big) > 1:
+        values = [per_atom[n] for n in big]
+        print("time per atom [µs]: " + ", ".join(f"{n}: {per_atom[n] * 1e6:.0f}" for n in big)
+              + f"  (max/min {max(values) / min(values):.2f})")
+
+    # ---- peak memory with derivatives at the largest size
+    atoms = cu(sizes[-1])
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    _, derivs = acsf.compute(atoms, derivatives=True)
+    elapsed = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(f"derivatives at {len(atoms)} atoms: {elapsed:.2f} s, peak {peak / 1e9:.2f} GB "
+          f"(result {derivs.nbytes / 1e9:.2f} GB)")
+
+    # ---- the whole cu_emt data set
+    try:
+        import nnptutor as nt
+
+        data = nt.data.load("cu_emt")
+    except Exception as err:  # data set not generated yet
+        print(f"cu_emt: not available ({type(err).__name__}: {err})")
+        return
+    n_atoms = sum(len(a) for a in data)
+    t0 = time.perf_counter()
+    acsf.compute_many(data, derivatives=True, progress=False)
+    print(f"cu_emt: {len(data)} structures, {n_atoms} atoms, features + derivatives "
+          f"in {time.perf_counter() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
