@@ -292,3 +292,79 @@ def test_bad_structures():
         d.compute(Atoms())
     with pytest.raises(ValueError, match="not among the supported elements"):
         d.centre_types(_cupt_cell())
+
+
+# --- the pair potential: E = Σ_pairs E_pair(G_AB), trained with nt.train ------------------
+def _emt_images(n, seed=0):
+    from ase.calculators.emt import EMT
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for k in range(n):
+        atoms = bulk("Cu", "fcc", a=3.6 * (1 + 0.02 * rng.normal()), cubic=True) * (2, 1, 1)
+        atoms.rattle(0.08, seed=seed * 100 + k)
+        atoms.calc = EMT()
+        atoms.get_potential_energy(), atoms.get_forces()
+        images.append(atoms)
+    return images
+
+
+def _fd_forces(pot, atoms, h=1e-4):
+    out = np.zeros((len(atoms), 3))
+    for k in range(len(atoms)):
+        for c in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[k, c] += h
+            minus.positions[k, c] -= h
+            e_plus = pot.predict(plus, forces=False, warn=False)["energy"]
+            e_minus = pot.predict(minus, forces=False, warn=False)["energy"]
+            out[k, c] = -(e_plus - e_minus) / (2 * h)
+    return out
+
+
+def test_pair_potential_trains_and_its_forces_match_finite_differences(tmp_path):
+    import torch
+
+    import nnptutor as nt
+
+    torch.set_num_threads(1)
+    images = _emt_images(8)
+    pot = nt.PairPotential(PairACSF.default(["Cu"], r_cut=R_CUT), hidden=(8,), seed=0)
+    assert pot.model.type_labels == ("Cu-Cu",)
+    history = nt.train(pot, images[:6], images[6:], epochs=30, force_weight=0.3,
+                       dtype="float64", progress=False)
+    # learning happened: validation error well below the first epoch's
+    assert history.val_energy_rmse_meV_per_atom.min() < 0.5 * history.val_energy_rmse_meV_per_atom[0]
+
+    atoms = images[7].copy()
+    atoms.calc = nt.NNPCalculator(pot, warn=False)
+    forces = atoms.get_forces()
+    assert np.abs(forces).max() > 0.05  # not trivially small
+    np.testing.assert_allclose(forces, _fd_forces(pot, atoms), atol=1e-6)
+    np.testing.assert_allclose(forces.sum(axis=0), 0.0, atol=1e-10)  # no net force
+    energy = atoms.get_potential_energy()
+    assert atoms.calc.results["energies"].sum() == pytest.approx(energy, rel=1e-12)
+
+    pot.save(tmp_path / "pair.pt")
+    loaded = nt.Potential.load(tmp_path / "pair.pt")
+    assert isinstance(loaded.descriptor, PairACSF) and loaded.descriptor == pot.descriptor
+    assert loaded.predict(atoms, warn=False)["energy"] == pytest.approx(energy, rel=1e-12)
+
+
+def test_pair_potential_two_elements_forces_match_finite_differences():
+    import nnptutor as nt
+
+    atoms = _cupt_cell()
+    pot = nt.PairPotential(_full(["Cu", "Pt"]), hidden=(6,), seed=1)
+    assert pot.model.type_labels == ("Cu-Cu", "Cu-Pt", "Pt-Pt")
+    forces = pot.predict(atoms, warn=False)["forces"]
+    assert np.abs(forces).max() > 0.01
+    np.testing.assert_allclose(forces, _fd_forces(pot, atoms), atol=1e-7)
+
+
+def test_pair_potential_needs_a_pair_descriptor():
+    import nnptutor as nt
+    from nnptutor.descriptors import ACSF
+
+    with pytest.raises(ValueError, match="needs a PairACSF"):
+        nt.PairPotential(ACSF.default(["Cu"], r_cut=R_CUT))
