@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from processes import alive, descendants, stop
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -59,8 +60,11 @@ def pytest_configure(config):
         "markers", "browser: drives JupyterLab in headless Chromium (needs chromium, playwright)")
 
 
+_screenshots_used = []
+
+
 def pytest_terminal_summary(terminalreporter):
-    if SCREENSHOTS.is_dir() and any(SCREENSHOTS.glob("*.png")):
+    if _screenshots_used and any(SCREENSHOTS.glob("*.png")):
         terminalreporter.write_line(f"browser test screenshots: {SCREENSHOTS}")
 
 
@@ -97,54 +101,6 @@ def _get(url: str, timeout: float = 5.0) -> bytes:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(url, timeout=timeout) as response:
         return response.read()
-
-
-def _children(pid: int) -> list[int]:
-    """Process ids of all descendants of ``pid`` (Linux /proc; empty elsewhere)."""
-    parents = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            parents[int(entry.name)] = int(fields[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        kids = [p for p, pp in parents.items() if pp == parent]
-        found += kids
-        frontier += kids
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
-
-
-def _stop(pids: list[int], timeout: float = 10.0) -> list[int]:
-    """SIGTERM each pid, wait, then SIGKILL survivors. Returns the pids that needed SIGKILL."""
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.1)
-    killed = [p for p in pids if _alive(p)]
-    for pid in killed:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return killed
 
 
 def _mirror_course(root: Path) -> Path:
@@ -247,10 +203,10 @@ def lab_server(browser_available, tmp_path_factory):
     finally:
         for kernel in _safe(lambda: server.api("/api/kernels"), []):
             _safe(lambda k=kernel: server.delete(f"/api/kernels/{k['id']}"), None)
-        descendants = _children(process.pid)
-        _stop([process.pid])
+        children = descendants(process.pid)  # kernels
+        stop([process.pid])
         process.wait(timeout=5)
-        _stop([p for p in descendants if _alive(p)], timeout=5)
+        stop([p for p in children if alive(p)], timeout=5)
 
 
 def _safe(function, default):
@@ -311,13 +267,14 @@ def browser(lab_server, tmp_path_factory):
         pids = session.chromium_pids() if context is not None else []
         _safe(lambda: context.close(), None)
         playwright.stop()
-        _stop([p for p in pids if _alive(p)], timeout=5)
+        stop([p for p in pids if alive(p)], timeout=5)
 
 
 @pytest.fixture(scope="session")
 def screenshots():
     """Folder for the widget screenshots (gitignored); printed at the end of the run."""
     SCREENSHOTS.mkdir(exist_ok=True)
+    _screenshots_used.append(SCREENSHOTS)
     for old in SCREENSHOTS.glob("*.png"):
         old.unlink()
     return SCREENSHOTS

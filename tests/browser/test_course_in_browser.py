@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab_driver import NotebookTab, canonical_label, last_output, readout_matches, uses_widgets
+from processes import descendants, inet_sockets, off_loopback
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -50,6 +51,9 @@ def _run_to_the_end(browser, lab_server, path: Path) -> NotebookTab:
     if text is not None:
         assert shown == text, f"{path.name}: last output {shown!r}, committed {text!r}"
     assert tab.console_errors == [], f"{path.name}: JavaScript errors {tab.console_errors}"
+    server_and_kernels = [lab_server.pid] + descendants(lab_server.pid)
+    assert len(server_and_kernels) > 1 and inet_sockets(server_and_kernels), "no sockets seen"
+    assert off_loopback(server_and_kernels) == [], "server or kernel reached beyond loopback"
     return tab
 
 
