@@ -75,7 +75,7 @@ from scipy.sparse import csr_matrix
 
 from nnptutor.descriptors._mcsh import MAX_ORDER, legendre_norm, monomials, solid_harmonics, weights
 from nnptutor.descriptors.base import Descriptor, SparseDerivatives, register
-from nnptutor.descriptors.densities import TEACHING, resolve_density
+from nnptutor.descriptors.densities import resolve_density
 from nnptutor.neighbors import neighbor_pairs
 from nnptutor.structures import normalize_elements
 
@@ -235,14 +235,11 @@ class GMP(Descriptor):
         return norm * B * (np.pi / gamma) ** 1.5 * lam**n, -alpha * beta / gamma
 
     # --- evaluation ------------------------------------------------------------------------
-    def _types(self, atoms: Atoms) -> np.ndarray:
-        return self.centre_types(atoms)
-
     def _evaluate(self, atoms: Atoms, keep: bool):
         """Features and, if ``keep``, what the derivatives need (one pass over the pairs)."""
         pairs = neighbor_pairs(atoms, self.r_cut)
         n_atoms, n_pairs = len(atoms), len(pairs)
-        types = self._types(atoms)
+        types = self.centre_types(atoms)  # element index of every atom, (n_atoms,)
         source = types[pairs.j]  # (n_pairs,) element index of each source
         r2 = pairs.distances**2
         # segment sum over the pairs of each centre: mu = seg @ per_pair
