@@ -250,7 +250,8 @@ def _errors(model, shift, scale, batch: _Batch, energy_offset, forces: bool, cre
     if not forces:
         return e_err, None
     (dE_dG,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)  # (n_centres, F)
-    per_pair = torch.einsum("paf,pf->pa", batch.dG, dE_dG[batch.center])  # (n_pairs, 3)
+    # index_select, not dE_dG[center]: its backward is a scatter-add, not a slow index_put
+    per_pair = torch.einsum("paf,pf->pa", batch.dG, dE_dG.index_select(0, batch.center))  # (n_pairs, 3)
     dE_dR = per_pair.new_zeros(batch.n_atoms_total, 3).index_add(0, batch.neighbor, per_pair)
     return e_err, -dE_dR - batch.forces  # (n_atoms, 3)
 
