@@ -335,7 +335,7 @@ class PairACSF(Descriptor):
         # environment sums via atom-centred sums: E_A + E_B minus the partner's own term
         atom_sums = _scatter_rows(nl.i * n_el + species[nl.j], g, nl.n_atoms * n_el)
         atom_sums = atom_sums.reshape(nl.n_atoms, n_el, n_rad)
-        g_ab, dg_ab = _pair_terms(pl.distances, eta, r_s, cutoff, self.r_cut)  # (n_pairs, n_rad)
+        g_ab, _ = _pair_terms(pl.distances, eta, r_s, cutoff, self.r_cut)  # (n_pairs, n_rad)
         env = atom_sums[pl.a] + atom_sums[pl.b]  # (n_pairs, n_el, n_rad)
         rows = np.arange(len(pl))
         env[rows, species[pl.b]] -= g_ab
@@ -348,16 +348,15 @@ class PairACSF(Descriptor):
         pair_grad = (env * dh[:, None, :]).reshape(len(pl), 1, n_el * n_rad) * unit[:, :, None]
         grads.add(np.arange(len(pl)), pl.b, cols.ravel(), pair_grad)
         # d/d(R_n − R_X) of the environment sums, X = A, B: every neighbour entry but the partner
-        # (−grad on A itself is left to the sum rule in _Gradients.result)
-        for centre, partner, sign in ((pl.a, pl.b, 1), (pl.b, pl.a, -1)):
+        for centre, partner, image in ((pl.a, pl.b, pl.shifts), (pl.b, pl.a, -pl.shifts)):
             p, q = _expand(nl, centre)
-            own = (nl.j[q] == partner[p]) & (nl.shifts[q] == sign * pl.shifts[p]).all(axis=1)
+            own = (nl.j[q] == partner[p]) & (nl.shifts[q] == image[p]).all(axis=1)
             p, q = p[~own], q[~own]
             u = nl.vectors[q] / nl.distances[q][:, None]  # (n_combos, 3)
             grad = (h[p] * dg[q])[:, None, :] * u[:, :, None]  # (n_combos, 3, n_rad)
             col = cols[species[nl.j[q]]]  # (n_combos, n_rad)
             grads.add(p, nl.j[q], col, grad)
-            if sign < 0:
+            if centre is pl.b:  # A's own entry comes from the sum rule in _Gradients.result
                 grads.add(p, centre[p], col, -grad)
 
     def _angular(self, nl, pl, species, cutoff, values, grads):
