@@ -158,6 +158,64 @@ class Committee:
                 groups.append([m])
         return groups
 
+    # --- training (steps 1 and 5) ------------------------------------------------------
+    def train(self, images, epochs: int = 100, seed: int = 0, fresh: bool = False,
+              progress: bool = True, **train_kwargs) -> list:
+        """Train every member on the same structures, each from its own seed.
+
+        Parameters
+        ----------
+        images : list of ase.Atoms, FeaturizedSet, or list of FeaturizedSet
+            Labelled structures; featurised once per descriptor, not once per member
+            (members with different descriptors need one FeaturizedSet each).
+        epochs : int
+            Passed to :func:`nnptutor.train` (a fixed count keeps runs reproducible).
+        seed : int
+            Member m uses a seed drawn from ``(seed, m)``: for its batch order and, with
+            ``fresh``, for its new initial weights.
+        fresh : bool
+            Replace every member by an untrained copy (same architecture, new weights)
+            before training; otherwise training continues from the current weights.
+        progress : bool
+            Progress bar over the members.
+        **train_kwargs
+            Further arguments of :func:`nnptutor.train` (``optimizer``, ``force_weight``, ...).
+
+        Returns
+        -------
+        list of TrainingHistory
+            One per member.
+        """
+        from tqdm.auto import tqdm
+
+        from nnptutor.training import FeaturizedSet, featurize, train
+
+        for reserved in ("epochs", "seed", "progress"):
+            if reserved in train_kwargs:
+                raise ValueError(f"give {reserved!r} directly, not in train_kwargs")
+        sets = [images] if isinstance(images, FeaturizedSet) else [
+            x for x in images if isinstance(x, FeaturizedSet)]
+        data = {}
+        for group in self._groups():
+            descriptor = self.members[group[0]].descriptor
+            matching = [x for x in sets if x.descriptor == descriptor]
+            if sets and not matching:
+                raise ValueError(f"no featurised set for members {group} ({descriptor!r})")
+            data[group[0]] = (matching[0] if matching
+                              else featurize(descriptor, images, progress=False))
+        first_of = {m: group[0] for group in self._groups() for m in group}
+        histories = []
+        for m in tqdm(range(self.n_members), desc="training members", disable=not progress):
+            member_seed = int(np.random.SeedSequence([seed, m]).generate_state(1)[0] >> 1)
+            pot = self.members[m]
+            if fresh:
+                model = type(pot.model)(**dict(pot.model.config(), seed=member_seed),
+                                        dtype=str(pot.model.dtype).replace("torch.", ""))
+                pot = self.members[m] = Potential(pot.descriptor, model)
+            histories.append(train(pot, data[first_of[m]], epochs=epochs, seed=member_seed,
+                                   progress=False, **train_kwargs))
+        return histories
+
     # --- prediction ---------------------------------------------------------------------
     def predict(self, atoms: Atoms, forces: bool = True, warn: bool = True) -> dict:
         """Committee mean and spread for one structure.
@@ -191,8 +249,13 @@ class Committee:
         extrapolating = np.zeros(n_atoms, dtype=bool)
         for group in self._groups():
             descriptor = self.members[group[0]].descriptor
-            if forces:
-                values, vjp = descriptor.compute_with_vjp(atoms)  # once for the group
+            if forces and len(group) > 1:
+                # sparse dG/dR once, then a cheap contraction per member (a descriptor's own
+                # vjp may redo work on every call, which M members would pay M times)
+                values, derivatives = descriptor.compute(atoms, derivatives=True)
+                vjp = derivatives.vjp
+            elif forces:
+                values, vjp = descriptor.compute_with_vjp(atoms)
             else:
                 values = descriptor.compute(atoms)
             types_np = np.asarray(descriptor.centre_types(atoms), dtype=np.int64)
@@ -312,7 +375,8 @@ def _member_prediction(pot: Potential, atoms, values, types_np, vjp) -> dict:
     if centre_atoms is None:
         raise ValueError(f"{type(pot.descriptor).__name__} does not say which atoms its centres "
                          "belong to; a committee needs per-atom energies")
-    np.add.at(energies, centre_atoms, e_centres[:, None] / centre_atoms.shape[1])
+    share = np.repeat(e_centres / centre_atoms.shape[1], centre_atoms.shape[1])  # (n_centres*k,)
+    energies = energies + np.bincount(centre_atoms.ravel(), share, len(atoms))
     out = {"energy": float(energies.sum()), "energies": energies,
            "extrapolating": pot._extrapolating(atoms, values, types_np, centre_atoms)}
     if forces:
@@ -597,19 +661,10 @@ def _explore(committee, start: Atoms, temperature_K: float, steps: int, timestep
 # ---------------------------------------------------------------------------------------
 def _retrain(committee: Committee, data_by_group, iteration: int, seed: int, epochs: int,
              retrain: str, train_kwargs: dict):
-    """Step 5 (and 1): train every member on the current data with its own seed."""
-    from nnptutor.training import train
-
-    for group, data in data_by_group:
-        for m in group:
-            member_seed = int(np.random.SeedSequence([seed, iteration, m]).generate_state(1)[0])
-            pot = committee.members[m]
-            if retrain == "scratch" or pot.feature_range is None:
-                model = type(pot.model)(**dict(pot.model.config(), seed=member_seed),
-                                        dtype=str(pot.model.dtype).replace("torch.", ""))
-                pot = Potential(pot.descriptor, model)
-                committee.members[m] = pot
-            train(pot, data, epochs=epochs, seed=member_seed, progress=False, **train_kwargs)
+    """Steps 1 and 5: every member trained on all data, from seeds drawn from (seed, iteration)."""
+    iteration_seed = int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0] >> 1)
+    committee.train([data for _, data in data_by_group], epochs=epochs, seed=iteration_seed,
+                    fresh=retrain == "scratch", progress=False, **train_kwargs)
 
 
 def _concat(a, b):
@@ -824,8 +879,7 @@ def active_learning(
     bar = tqdm(total=n_iterations + 1, desc="active learning", unit="iter", disable=not progress)
     try:
         if train_seed_images:
-            _retrain(committee, data, 0, seed, epochs, "scratch" if retrain == "scratch"
-                     else "continue", train_kwargs)
+            _retrain(committee, data, 0, seed, epochs, retrain, train_kwargs)
         record(0)
         bar.update(1)
         history.stop_reason = "iterations"
