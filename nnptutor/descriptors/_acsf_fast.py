@@ -196,10 +196,11 @@ def _power_into(out, n, powers, remember=True):
 def _angular_stacks(plan, cos, derivatives):
     """C[z] = (1 + λ cos θ)^ζ and C'[z] = dC/dcos θ for every (ζ, λ) in plan.zl.
 
-    Returns arrays of shape (n_c, n_zl, K, K) (C' is None without derivatives). Each power
-    is written straight into its slot of the stack; intermediate powers are shared.
+    Returns arrays of shape (n_zl, n_c, K, K) (C' is None without derivatives). Each power
+    is written straight into its slot of the stack, a contiguous (n_c, K, K) array (writing
+    into strided slots is several times slower); intermediate powers are shared.
     """
-    shape = (cos.shape[0], len(plan.zl)) + cos.shape[1:]
+    shape = (len(plan.zl),) + cos.shape
     C = np.empty(shape)
     dC = np.empty(shape) if derivatives else None
     chains = {}  # λ -> {exponent: (1 + λ cos θ)^exponent}
@@ -209,18 +210,18 @@ def _angular_stacks(plan, cos, derivatives):
             chains[lam] = {1: base}
         powers = chains[lam]
         if float(zeta).is_integer():
-            _power_into(C[:, z], int(zeta), powers)
+            _power_into(C[z], int(zeta), powers)
             if derivatives:
                 if zeta == 1:
-                    dC[:, z] = lam  # d(1 + λ cos)/dcos
+                    dC[z] = lam  # d(1 + λ cos)/dcos
                     continue
-                _power_into(dC[:, z], int(zeta) - 1, powers, remember=False)
+                _power_into(dC[z], int(zeta) - 1, powers, remember=False)
         else:
-            np.power(powers[1], zeta, out=C[:, z])
+            np.power(powers[1], zeta, out=C[z])
             if derivatives:
-                np.power(powers[1], zeta - 1, out=dC[:, z])
+                np.power(powers[1], zeta - 1, out=dC[z])
         if derivatives:
-            dC[:, z] *= zeta * lam
+            dC[z] *= zeta * lam
     return C, dC
 
 
@@ -314,15 +315,15 @@ def _pair_weights(plan, r, fc_entry, dfc_entry, eta, entries, valid):
 
 
 def _select(stack, zls):
-    """stack[:, zls] without a copy when zls is a run of consecutive indices."""
+    """stack[zls] without a copy when zls is a run of consecutive indices."""
     if np.array_equal(zls, np.arange(zls[0], zls[0] + len(zls))):
-        return stack[:, zls[0]:zls[0] + len(zls)]
-    return stack[:, zls]
+        return stack[zls[0]:zls[0] + len(zls)]
+    return stack[zls]
 
 
 def _angular_block(plan, block, cs, fc, dfc, values, entry):
     n_c, K = block.r.shape
-    C, dC = _angular_stacks(plan, block.cos, entry is not None)  # (n_c, n_zl, K, K)
+    C, dC = _angular_stacks(plan, block.cos, entry is not None)  # (n_zl, n_c, K, K)
     onehot = (block.species[..., None] == np.arange(plan.n_el)).astype(float)  # (n_c, K, S)
     offdiag = 1.0 - np.eye(K)  # G5: every pair j ≠ k
     B_cache = {}
@@ -335,7 +336,7 @@ def _angular_block(plan, block, cs, fc, dfc, values, entry):
             B, B_hat = B_cache[eta]
         else:
             B, B_hat = np.broadcast_to(offdiag, (n_c, K, K)), None
-        Cz = _select(C, zls)  # (n_c, n_z, K, K), a view when zls are consecutive
+        Cz = _select(C, zls)  # (n_z, n_c, K, K), a view when zls are consecutive
         n_z = len(zls)
         # trick 2: X[pb] = (a_s a_tᵀ) ∘ B for every element pair (s, t), contracted with
         # every C of this group in one product: G[pb, z] = Σ_jk X[pb]_jk C[z]_jk
@@ -343,8 +344,10 @@ def _angular_block(plan, block, cs, fc, dfc, values, entry):
         At = A[:, :, plan.pair_second].transpose(0, 2, 1)  # (n_c, n_pb, K): a_k, k of element t
         X = As[:, :, :, None] * At[:, :, None, :]  # (n_c, n_pb, K, K)
         X *= B[:, None]
-        Cflat = Cz.reshape(n_c, n_z, K * K)  # (n_c, n_z, K²)
-        G = X.reshape(n_c, -1, K * K) @ Cflat.transpose(0, 2, 1)  # (n_c, n_pb, n_z)
+        X = X.reshape(n_c, -1, K * K)  # (n_c, n_pb, K²)
+        G = np.empty((n_c, X.shape[1], n_z))
+        for z in range(n_z):
+            G[:, :, z] = (X @ Cz[z].reshape(n_c, K * K, 1))[..., 0]  # (n_c, n_pb)
         for pb, (sa, sb) in enumerate(plan.element_pairs):
             half = 0.5 if sa == sb else 1.0
             columns = plan.ang0 + pb * plan.n_ang + members
@@ -368,32 +371,30 @@ def _angular_block_derivatives(plan, block, A, a, da, B, B_hat, C, dC, members, 
     """
     n_c, K = block.r.shape
     S = plan.n_el
-    Bz = B[:, None]  # (n_c, 1, K, K) broadcast over (ζ, λ)
-    M = Bz * C  # (n_c, n_z, K, K)
-    P = Bz * dC
-    Pcos = P * block.cos[:, None]
-    A4 = A[:, None]  # (n_c, 1, K, S)
-    AD = (A[..., None] * block.D[:, :, None, :]).reshape(n_c, 1, K, 3 * S)  # (n_c,1,K,3S)
-    AU = (A[..., None] * block.U[:, :, None, :]).reshape(n_c, 1, K, 3 * S)
-    D = block.D[:, None, :, None, :]  # (n_c, 1, K, 1, 3)
-    U = block.U[:, None, :, None, :]
-    col = lambda x: x[:, None, :, None, None]  # noqa: E731  (n_c, K) -> (n_c, 1, K, 1, 1)
+    M = B * C  # (n_z, n_c, K, K), B broadcast over (ζ, λ)
+    P = B * dC
+    Pcos = P * block.cos
+    AD = (A[..., None] * block.D[:, :, None, :]).reshape(n_c, K, 3 * S)  # (n_c, K, 3S)
+    AU = (A[..., None] * block.U[:, :, None, :]).reshape(n_c, K, 3 * S)
+    D = block.D[:, :, None, :]  # (n_c, K, 1, 3)
+    U = block.U[:, :, None, :]
+    col = lambda x: x[:, :, None, None]  # noqa: E731  (n_c, K) -> (n_c, K, 1, 1)
     inv_r = 1.0 / block.r
-    # (n_c, n_z, K, S, 3)
-    H = D * ((col(da * inv_r)) * (M @ A4)[..., None])
-    H += col(a * inv_r) * ((P @ AU).reshape(n_c, -1, K, S, 3) - U * (Pcos @ A4)[..., None])
+    # H: (n_z, n_c, K, S, 3)
+    H = D * ((col(da * inv_r)) * (M @ A)[..., None])
+    H += col(a * inv_r) * ((P @ AU).reshape(-1, n_c, K, S, 3) - U * (Pcos @ A)[..., None])
     if B_hat is not None:
-        N = B_hat[:, None] * C
-        H += D * (col(a) * (N @ A4)[..., None]) - col(a) * (N @ AD).reshape(n_c, -1, K, S, 3)
-    H *= norms[None, :, None, None, None]
+        N = B_hat * C
+        H += D * (col(a) * (N @ A)[..., None]) - col(a) * (N @ AD).reshape(-1, n_c, K, S, 3)
+    H *= norms[:, None, None, None, None]
     rows = block.entries[block.valid]  # neighbour-list rows of the real neighbours
     for pb, (sa, sb) in enumerate(plan.element_pairs):
-        is_a = onehot[:, None, :, sa, None]  # (n_c, 1, K, 1)
-        d = is_a * H[:, :, :, sb]  # (n_c, n_z, K, 3)
+        is_a = onehot[:, :, sa, None]  # (n_c, K, 1)
+        d = is_a * H[:, :, :, sb]  # (n_z, n_c, K, 3)
         if sa != sb:
-            d = d + onehot[:, None, :, sb, None] * H[:, :, :, sa]
+            d = d + onehot[:, :, sb, None] * H[:, :, :, sa]
         columns = plan.ang0 + pb * plan.n_ang + members
-        d = d.transpose(0, 2, 3, 1)[block.valid]  # (n_valid, 3, n_z)
+        d = d.transpose(1, 2, 3, 0)[block.valid]  # (n_valid, 3, n_z)
         entry[rows[:, None, None], np.arange(3)[None, :, None], columns[None, None, :]] = d
 
 
@@ -469,7 +470,7 @@ def _vjp(acsf, i, j, vectors, distances, species, dE_dG):
 
 def _angular_block_vjp(plan, block, cs, fc, dfc, dE_dG, pair_index):
     n_c, K = block.r.shape
-    C, dC = _angular_stacks(plan, block.cos, derivatives=True)  # (n_c, n_zl, K, K)
+    C, dC = _angular_stacks(plan, block.cos, derivatives=True)  # (n_zl, n_c, K, K)
     species = np.maximum(block.species, 0)  # padding has a = 0; any element will do
     pairs = pair_index[species[:, :, None], species[:, None, :]]  # (n_c, K, K)
     inv_r = 1.0 / block.r
@@ -489,14 +490,9 @@ def _angular_block_vjp(plan, block, cs, fc, dfc, dE_dG, pair_index):
         columns = (plan.ang0 + np.arange(len(plan.element_pairs))[:, None] * plan.n_ang
                    + members[None, :])  # (n_pb, n_z)
         omega = dE_dG[cs][:, columns] * norms  # (n_c, n_pb, n_z)
-        Cz = _select(C, zls).reshape(n_c, len(zls), K * K)
-        dCz = _select(dC, zls).reshape(n_c, len(zls), K * K)
-        Om = (omega @ Cz).reshape(n_c, -1, K, K)  # (n_c, n_pb, K, K)
-        dOm = (omega @ dCz).reshape(n_c, -1, K, K)
-        if len(plan.element_pairs) > 1:  # pick each triplet's element pair
-            Om = np.take_along_axis(Om, pairs[:, None], axis=1)
-            dOm = np.take_along_axis(dOm, pairs[:, None], axis=1)
-        Om, dOm = Om[:, 0], dOm[:, 0]  # (n_c, K, K)
+        # Ω = Σ_z ω_z C_z and Ω' = Σ_z ω_z C'_z: one weight per triplet
+        Om = _weighted_sum(omega, C, zls, pairs)  # (n_c, K, K)
+        dOm = _weighted_sum(omega, dC, zls, pairs)
         BO = B * Om
         BdO = B * dOm
         av = a[..., None]  # (n_c, K, 1)
@@ -508,3 +504,21 @@ def _angular_block_vjp(plan, block, cs, fc, dfc, dE_dG, pair_index):
             alpha += a * (BhO @ av)[..., 0]
             beta -= BhO * a[:, :, None] * a[:, None, :]
     return alpha[..., None] * block.D + beta @ block.D  # (n_c, K, 3)
+
+
+def _weighted_sum(omega, stack, zls, pairs):
+    """Σ_z ω[c, pb(j,k), z] stack[z, c, j, k]: shape (n_c, K, K).
+
+    ``pairs[c, j, k]`` is the element-pair index of neighbours j and k (one element: 0).
+    """
+    n_pb = omega.shape[1]
+    out = np.zeros(stack.shape[1:])
+    tmp = np.empty(stack.shape[1:])
+    for pb in range(n_pb):
+        part = np.zeros(stack.shape[1:]) if n_pb > 1 else out
+        for n, z in enumerate(zls):
+            np.multiply(stack[z], omega[:, pb, n, None, None], out=tmp)
+            part += tmp
+        if n_pb > 1:
+            out += np.where(pairs == pb, part, 0.0)
+    return out
