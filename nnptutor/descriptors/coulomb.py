@@ -31,6 +31,7 @@ import numpy as np
 from ase import Atoms
 
 from nnptutor.descriptors.base import Descriptor, register
+from nnptutor.structures import MIN_DISTANCE, check_atoms
 
 PERMUTATIONS = ("none", "sorted", "eigenspectrum")
 
@@ -155,9 +156,6 @@ class CoulombMatrix(Descriptor):
         return np.asarray(rows).reshape(len(rows), self.n_features)
 
     def _check(self, atoms: Atoms) -> None:
-        from nnptutor.neighbors import neighbor_pairs
-        from nnptutor.structures import MIN_DISTANCE, check_atoms
-
         check_atoms(atoms)
         if atoms.pbc.any():
             raise ValueError(
@@ -169,7 +167,6 @@ class CoulombMatrix(Descriptor):
                 f"the structure has {len(atoms)} atoms, more than n_atoms_max="
                 f"{self.n_atoms_max}; build the descriptor with a larger n_atoms_max"
             )
-        neighbor_pairs(atoms, MIN_DISTANCE)  # raises ValueError for overlapping atoms
 
     def to_dict(self) -> dict:
         return {
@@ -192,10 +189,21 @@ class CoulombMatrix(Descriptor):
 
 
 def _coulomb_matrix(numbers: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Eq. (1) for atomic numbers (n_atoms,) and positions (n_atoms, 3) [Å]."""
+    """Eq. (1) for atomic numbers (n_atoms,) and positions (n_atoms, 3) [Å].
+
+    Raises ``ValueError`` for atoms closer than ``MIN_DISTANCE``. (The O(n²) distance
+    matrix is needed anyway, and a neighbour-list call per small molecule would cost more
+    than the descriptor itself.)
+    """
     z = numbers.astype(float)  # (n_atoms,)
     distances = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=-1)
-    np.fill_diagonal(distances, 1.0)  # placeholder, the diagonal is overwritten below
+    np.fill_diagonal(distances, np.inf)  # (n_atoms, n_atoms); the diagonal is set below
+    if distances.min() < MIN_DISTANCE:
+        i, j = np.unravel_index(np.argmin(distances), distances.shape)
+        raise ValueError(
+            f"atoms {i} and {j} are {distances[i, j]:.3g} Å apart "
+            f"(closer than {MIN_DISTANCE} Å): overlapping atoms"
+        )
     matrix = np.outer(z, z) / distances  # (n_atoms, n_atoms)
     np.fill_diagonal(matrix, 0.5 * z**2.4)
     return matrix
