@@ -24,11 +24,15 @@ cheap, large operations. The tricks, in the order they appear below:
 5. **Derivatives as matrix products.** d/dD_m of the sums above is D_m × (matrix ·
    vector) + (matrix · (vector ∘ D)), so the K×K matrices are reused and only the final
    products carry the 3 Cartesian components.
+6. **Reused buffers.** Every large array is a view into a buffer that lives for the whole
+   call (:class:`Workspace`) and is filled with ``out=``: a fresh 0.5 MB array costs a page
+   fault per 4 kB on first touch, which on a busy machine is slower than the arithmetic.
 
 Taught in notebooks/03_symmetry_functions.ipynb, optional section "How the fast path works".
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -39,6 +43,25 @@ from nnptutor.cutoffs import get_cutoff
 #: Entries of one (n_c, K, K) matrix per block: 2^16 float64 = 512 kB, so that the few
 #: matrices a block needs stay in the processor's cache.
 BLOCK_SIZE = 1 << 16
+
+
+class Workspace:
+    """Named scratch arrays, reused from block to block (trick 6).
+
+    ``ws.get("B", shape)`` returns an uninitialised array of that shape, a view into a
+    buffer kept under that name and grown when needed. Arrays that are alive at the same
+    time must have different names.
+    """
+
+    def __init__(self):
+        self._buffers = {}
+
+    def get(self, name, shape):
+        size = math.prod(shape)
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.size < size:
+            buffer = self._buffers[name] = np.empty(size)
+        return buffer[:size].reshape(shape)
 
 
 # --------------------------------------------------------------------------------------
@@ -78,7 +101,7 @@ def cutoff_gaussian_polynomial(eta: float, r_cut: float):
     return power
 
 
-def _horner(coef, y, out, tmp=None):
+def _horner(coef, y, out):
     """out = Σ_n coef[n] y^n by Horner's rule, in place (no temporary arrays)."""
     out.fill(coef[-1])
     for c in coef[-2::-1]:
@@ -87,34 +110,40 @@ def _horner(coef, y, out, tmp=None):
     return out
 
 
-def _triplet_cutoff(plan, eta, y, cos_shape, derivatives):
+def _triplet_cutoff(plan, ws, tag, eta, y, derivatives):
     """B_jk = f_c(r_jk) e^{−η r_jk²} and B̂_jk = 2 dB/d(r_jk²) on a block, diagonal zero.
 
-    ``y`` = 2 r_jk²/r_c² − 1, already clamped at 1 (beyond the cutoff).
+    ``y`` = 2 r_jk²/r_c² − 1, already clamped at 1 (beyond the cutoff). ``tag`` names the
+    buffers (one per η). Returns arrays of shape (n_c, K, K); B̂ is None without derivatives.
     """
     coef = plan.polynomials.get(eta)
+    B = ws.get(f"B{tag}", y.shape)
+    B_hat = ws.get(f"B_hat{tag}", y.shape) if derivatives else None
     if coef is not None:
-        one_minus = 1.0 - y  # (n_c, K, K), = 2(1 − t)
-        q = _horner(coef * 0.25, y, np.empty_like(y))  # ¼ q(y): (1 − t)² = ¼ (1 − y)²
-        B = one_minus * one_minus * q
-        B_hat = None
+        one_minus = np.subtract(1.0, y, out=ws.get("one_minus", y.shape))  # = 2(1 − t)
+        q = _horner(coef * 0.25, y, ws.get("q", y.shape))  # ¼ q(y): (1 − t)² = ¼ (1 − y)²
+        np.multiply(one_minus, one_minus, out=B)
+        B *= q
         if derivatives:
-            dq = _horner(np.polynomial.polynomial.polyder(coef) * 0.25, y, np.empty_like(y))
             # dB/dy = (1 − y)[(1 − y) q' − 2 q]; dy/dx = 2/r_c²; B̂ = 2 dB/dx
-            B_hat = one_minus * (one_minus * dq - 2 * q) * (4.0 / plan.r_cut**2)
-    else:
+            dq = _horner(np.polynomial.polynomial.polyder(coef) * 0.25, y, ws.get("dq", y.shape))
+            np.multiply(one_minus, dq, out=B_hat)
+            q *= 2.0
+            B_hat -= q
+            B_hat *= one_minus
+            B_hat *= 4.0 / plan.r_cut**2
+    else:  # no accurate polynomial (tanh³ cutoff, or a sharp Gaussian): evaluate directly
         x = np.maximum((y + 1.0) * (plan.r_cut**2 / 2), 0.0)  # r_jk² [Å²]
         r = np.sqrt(x)
         fc, dfc = plan.cutoff(r, plan.r_cut)
         gauss = np.exp(-eta * x)
-        B = fc * gauss
-        B_hat = None
+        np.multiply(fc, gauss, out=B)
         if derivatives:
             with np.errstate(divide="ignore", invalid="ignore"):
-                B_hat = np.where(r > 0, 2 * gauss * (dfc / (2 * r) - eta * fc), 0.0)
+                B_hat[...] = np.where(r > 0, 2 * gauss * (dfc / (2 * r) - eta * fc), 0.0)
     diag = np.arange(y.shape[-1])
     B[:, diag, diag] = 0.0  # j = k is not a triplet
-    if B_hat is not None:
+    if derivatives:
         B_hat[:, diag, diag] = 0.0
     return B, B_hat
 
@@ -167,55 +196,60 @@ def _plan(acsf) -> _Plan:
 # --------------------------------------------------------------------------------------
 # trick 4: (1 + λ cos θ)^ζ for all (ζ, λ) by repeated squaring
 # --------------------------------------------------------------------------------------
-def _power(n, powers):
+def _power(n, powers, ws, tag):
     """base**n for integer n ≥ 1, memoised in ``powers`` {exponent: array} (powers[1] = base).
 
     Even n: square of base**(n/2); odd n: base**(n−1) · base. So base**16 costs four
     squarings, and base**2, base**4, base**8 come for free on the way.
     """
     if n not in powers:
-        _power_into(np.empty_like(powers[1]), n, powers)
+        _power_into(ws.get(f"power{tag}_{n}", powers[1].shape), n, powers, ws, tag)
     return powers[n]
 
 
-def _power_into(out, n, powers, remember=True):
+def _power_into(out, n, powers, ws, tag, remember=True):
     """Write base**n into ``out`` (a slot of a stack); remember it for later powers
     unless the caller will modify ``out`` in place."""
     if n in powers:
         np.copyto(out, powers[n])
         return
     if n % 2 == 0:
-        half = _power(n // 2, powers)
+        half = _power(n // 2, powers, ws, tag)
         np.multiply(half, half, out=out)
     else:
-        np.multiply(_power(n - 1, powers), powers[1], out=out)
+        np.multiply(_power(n - 1, powers, ws, tag), powers[1], out=out)
     if remember:
         powers[n] = out
 
 
-def _angular_stacks(plan, cos, derivatives):
+def _angular_stacks(plan, ws, cos, derivatives):
     """C[z] = (1 + λ cos θ)^ζ and C'[z] = dC/dcos θ for every (ζ, λ) in plan.zl.
 
     Returns arrays of shape (n_zl, n_c, K, K) (C' is None without derivatives). Each power
-    is written straight into its slot of the stack, a contiguous (n_c, K, K) array (writing
-    into strided slots is several times slower); intermediate powers are shared.
+    is written straight into its slot of the stack, a contiguous (n_c, K, K) array;
+    intermediate powers are shared.
     """
     shape = (len(plan.zl),) + cos.shape
-    C = np.empty(shape)
-    dC = np.empty(shape) if derivatives else None
+    C = ws.get("C", shape)
+    dC = ws.get("dC", shape) if derivatives else None
     chains = {}  # λ -> {exponent: (1 + λ cos θ)^exponent}
     for z, (zeta, lam) in enumerate(plan.zl):
+        tag = "+" if lam > 0 else "-"
         if lam not in chains:
-            base = np.add(1.0, cos) if lam > 0 else np.subtract(1.0, cos)  # (n_c, K, K) ≥ 0
+            base = ws.get(f"base{tag}", cos.shape)
+            if lam > 0:
+                np.add(1.0, cos, out=base)  # ≥ 0
+            else:
+                np.subtract(1.0, cos, out=base)
             chains[lam] = {1: base}
         powers = chains[lam]
         if float(zeta).is_integer():
-            _power_into(C[z], int(zeta), powers)
+            _power_into(C[z], int(zeta), powers, ws, tag)
             if derivatives:
                 if zeta == 1:
                     dC[z] = lam  # d(1 + λ cos)/dcos
                     continue
-                _power_into(dC[z], int(zeta) - 1, powers, remember=False)
+                _power_into(dC[z], int(zeta) - 1, powers, ws, tag, remember=False)
         else:
             np.power(powers[1], zeta, out=C[z])
             if derivatives:
@@ -258,14 +292,15 @@ def _blocks(i, n_atoms, block_size=BLOCK_SIZE):
 class _Block:
     """Geometry of one block: padded vectors, distances, unit vectors, cos θ and r_jk²."""
 
-    def __init__(self, plan, entries, valid, vectors, distances, species_of_entry):
+    def __init__(self, plan, ws, entries, valid, vectors, distances, species_of_entry):
         r_cut = plan.r_cut
+        n_c, K = entries.shape
         self.entries, self.valid = entries, valid
         self.D = vectors[entries] * valid[..., None]  # (n_c, K, 3); padding: D = 0
         self.r = np.where(valid, distances[entries], 2 * r_cut)  # (n_c, K); padding beyond r_c
         self.U = self.D / self.r[..., None]  # (n_c, K, 3) unit vectors (0 for padding)
         self.species = np.where(valid, species_of_entry[entries], -1)  # (n_c, K)
-        self.cos = self.U @ self.U.transpose(0, 2, 1)  # (n_c, K, K)
+        self.cos = np.matmul(self.U, self.U.transpose(0, 2, 1), out=ws.get("cos", (n_c, K, K)))
         # y = 2 r_jk²/r_c² − 1 = c r_j² + c r_k² − 2c D_j·D_k − 1 with c = 2/r_c², as one
         # product of augmented matrices [−2c D_j, e_j, 1]·[D_k, 1, e_k], e = c r² − ½
         c = 2.0 / r_cut**2
@@ -273,7 +308,7 @@ class _Block:
         one = np.ones_like(e)
         left = np.concatenate([-2 * c * self.D, e, one], axis=2)  # (n_c, K, 5)
         right = np.concatenate([self.D, one, e], axis=2)  # (n_c, K, 5)
-        self.y = left @ right.transpose(0, 2, 1)  # (n_c, K, K)
+        self.y = np.matmul(left, right.transpose(0, 2, 1), out=ws.get("y", (n_c, K, K)))
         np.minimum(self.y, 1.0, out=self.y)  # clamp: r_jk ≥ r_c all look like r_c
 
 
@@ -321,43 +356,55 @@ def _select(stack, zls):
     return stack[zls]
 
 
-def _angular_block(plan, block, cs, fc, dfc, values, entry):
+def _offdiag(ws, n_c, K):
+    """1 − δ_jk broadcast to (n_c, K, K): G5 sums every pair j ≠ k (ws unused: no copy)."""
+    return np.broadcast_to(1.0 - np.eye(K), (n_c, K, K))
+
+
+def _group_matrices(plan, ws, block, kind, eta, derivatives, B_cache):
+    """(B, B̂) for a group: the triplet cutoff of its η (G4) or 1 − δ_jk (G5, B̂ = None)."""
     n_c, K = block.r.shape
-    C, dC = _angular_stacks(plan, block.cos, entry is not None)  # (n_zl, n_c, K, K)
+    if kind == "G5":
+        return _offdiag(ws, n_c, K), None
+    if eta not in B_cache:
+        B_cache[eta] = _triplet_cutoff(plan, ws, len(B_cache), eta, block.y, derivatives)
+    return B_cache[eta]
+
+
+def _angular_block(plan, ws, block, cs, fc, dfc, values, entry):
+    n_c, K = block.r.shape
+    derivatives = entry is not None
+    C, dC = _angular_stacks(plan, ws, block.cos, derivatives)  # (n_zl, n_c, K, K)
     onehot = (block.species[..., None] == np.arange(plan.n_el)).astype(float)  # (n_c, K, S)
-    offdiag = 1.0 - np.eye(K)  # G5: every pair j ≠ k
+    n_pb = len(plan.element_pairs)
     B_cache = {}
     for kind, eta, members, zls, norms in plan.groups:
         a, da = _pair_weights(plan, block.r, fc, dfc, eta, block.entries, block.valid)
         A = a[..., None] * onehot  # (n_c, K, S): a_j for neighbours of each element
-        if kind == "G4":
-            if eta not in B_cache:
-                B_cache[eta] = _triplet_cutoff(plan, eta, block.y, None, entry is not None)
-            B, B_hat = B_cache[eta]
-        else:
-            B, B_hat = np.broadcast_to(offdiag, (n_c, K, K)), None
+        B, B_hat = _group_matrices(plan, ws, block, kind, eta, derivatives, B_cache)
         Cz = _select(C, zls)  # (n_z, n_c, K, K), a view when zls are consecutive
         n_z = len(zls)
         # trick 2: X[pb] = (a_s a_tᵀ) ∘ B for every element pair (s, t), contracted with
-        # every C of this group in one product: G[pb, z] = Σ_jk X[pb]_jk C[z]_jk
+        # every C of this group: G[pb, z] = Σ_jk X[pb]_jk C[z]_jk
         As = A[:, :, plan.pair_first].transpose(0, 2, 1)  # (n_c, n_pb, K): a_j, j of element s
         At = A[:, :, plan.pair_second].transpose(0, 2, 1)  # (n_c, n_pb, K): a_k, k of element t
-        X = As[:, :, :, None] * At[:, :, None, :]  # (n_c, n_pb, K, K)
+        X = ws.get("X", (n_c, n_pb, K, K))
+        np.multiply(As[:, :, :, None], At[:, :, None, :], out=X)
         X *= B[:, None]
-        X = X.reshape(n_c, -1, K * K)  # (n_c, n_pb, K²)
-        G = np.empty((n_c, X.shape[1], n_z))
+        X = X.reshape(n_c, n_pb, K * K)
+        G = np.empty((n_c, n_pb, n_z))
         for z in range(n_z):
             G[:, :, z] = (X @ Cz[z].reshape(n_c, K * K, 1))[..., 0]  # (n_c, n_pb)
         for pb, (sa, sb) in enumerate(plan.element_pairs):
             half = 0.5 if sa == sb else 1.0
             columns = plan.ang0 + pb * plan.n_ang + members
             values[np.ix_(cs, columns)] = G[:, pb] * (half * norms)
-        if entry is not None:
-            _angular_block_derivatives(plan, block, A, a, da, B, B_hat, Cz, _select(dC, zls),
-                                       members, norms, onehot, entry)
+        if derivatives:
+            _angular_block_derivatives(plan, ws, block, A, a, da, B, B_hat, Cz,
+                                       _select(dC, zls), members, norms, onehot, entry)
 
 
-def _angular_block_derivatives(plan, block, A, a, da, B, B_hat, C, dC, members, norms,
+def _angular_block_derivatives(plan, ws, block, A, a, da, B, B_hat, C, dC, members, norms,
                                onehot, entry):
     """dG/dD_m for every neighbour m of every centre in the block (trick 5).
 
@@ -371,9 +418,10 @@ def _angular_block_derivatives(plan, block, A, a, da, B, B_hat, C, dC, members, 
     """
     n_c, K = block.r.shape
     S = plan.n_el
-    M = B * C  # (n_z, n_c, K, K), B broadcast over (ζ, λ)
-    P = B * dC
-    Pcos = P * block.cos
+    shape = C.shape  # (n_z, n_c, K, K)
+    M = np.multiply(C, B, out=ws.get("M", shape))  # B broadcast over (ζ, λ)
+    P = np.multiply(dC, B, out=ws.get("P", shape))
+    Pcos = np.multiply(P, block.cos, out=ws.get("Pcos", shape))
     AD = (A[..., None] * block.D[:, :, None, :]).reshape(n_c, K, 3 * S)  # (n_c, K, 3S)
     AU = (A[..., None] * block.U[:, :, None, :]).reshape(n_c, K, 3 * S)
     D = block.D[:, :, None, :]  # (n_c, K, 1, 3)
@@ -384,7 +432,7 @@ def _angular_block_derivatives(plan, block, A, a, da, B, B_hat, C, dC, members, 
     H = D * ((col(da * inv_r)) * (M @ A)[..., None])
     H += col(a * inv_r) * ((P @ AU).reshape(-1, n_c, K, S, 3) - U * (Pcos @ A)[..., None])
     if B_hat is not None:
-        N = B_hat * C
+        N = np.multiply(C, B_hat, out=M)  # M is no longer needed
         H += D * (col(a) * (N @ A)[..., None]) - col(a) * (N @ AD).reshape(-1, n_c, K, S, 3)
     H *= norms[:, None, None, None, None]
     rows = block.entries[block.valid]  # neighbour-list rows of the real neighbours
@@ -411,9 +459,10 @@ def fast_features(acsf, i, j, vectors, distances, species, derivatives):
     if plan.n_ang == 0:
         return values, entry
     species_of_entry = species[j]
+    ws = Workspace()
     for cs, entries, valid in _blocks(i, n_atoms):
-        block = _Block(plan, entries, valid, vectors, distances, species_of_entry)
-        _angular_block(plan, block, cs, fc, dfc, values, entry)
+        block = _Block(plan, ws, entries, valid, vectors, distances, species_of_entry)
+        _angular_block(plan, ws, block, cs, fc, dfc, values, entry)
     return values, entry
 
 
@@ -456,10 +505,11 @@ def _vjp(acsf, i, j, vectors, distances, species, dE_dG):
         pair_index = np.zeros((plan.n_el, plan.n_el), dtype=int)
         for pb, (sa, sb) in enumerate(plan.element_pairs):
             pair_index[sa, sb] = pair_index[sb, sa] = pb
+        ws = Workspace()
         for cs, entries, valid in _blocks(i, n_atoms):
-            block = _Block(plan, entries, valid, vectors, distances, species_of_entry)
-            g = _angular_block_vjp(plan, block, cs, fc, dfc, dE_dG, pair_index)  # (n_c, K, 3)
-            grad[entries[valid]] += g[valid]
+            block = _Block(plan, ws, entries, valid, vectors, distances, species_of_entry)
+            g = _angular_block_vjp(plan, ws, block, cs, fc, dfc, dE_dG, pair_index)
+            grad[entries[valid]] += g[valid]  # g: (n_c, K, 3)
     # D_p = R_j − R_i (+ shift): dE/dR_j += dE/dD_p, dE/dR_i −= dE/dD_p
     out = np.zeros((n_atoms, 3))
     for a in range(3):
@@ -468,57 +518,57 @@ def _vjp(acsf, i, j, vectors, distances, species, dE_dG):
     return out
 
 
-def _angular_block_vjp(plan, block, cs, fc, dfc, dE_dG, pair_index):
+def _angular_block_vjp(plan, ws, block, cs, fc, dfc, dE_dG, pair_index):
     n_c, K = block.r.shape
-    C, dC = _angular_stacks(plan, block.cos, derivatives=True)  # (n_zl, n_c, K, K)
+    shape = (n_c, K, K)
+    C, dC = _angular_stacks(plan, ws, block.cos, derivatives=True)  # (n_zl, n_c, K, K)
     species = np.maximum(block.species, 0)  # padding has a = 0; any element will do
-    pairs = pair_index[species[:, :, None], species[:, None, :]]  # (n_c, K, K)
+    pairs = pair_index[species[:, :, None], species[:, None, :]] if len(pair_index) > 1 else None
     inv_r = 1.0 / block.r
     alpha = np.zeros((n_c, K))
-    beta = np.zeros((n_c, K, K))
-    offdiag = 1.0 - np.eye(K)
+    beta = ws.get("beta", shape)
+    beta.fill(0.0)
+    tmp = ws.get("tmp", shape)
     B_cache = {}
     for kind, eta, members, zls, norms in plan.groups:
         a, da = _pair_weights(plan, block.r, fc, dfc, eta, block.entries, block.valid)
-        if kind == "G4":
-            if eta not in B_cache:
-                B_cache[eta] = _triplet_cutoff(plan, eta, block.y, None, True)
-            B, B_hat = B_cache[eta]
-        else:
-            B, B_hat = offdiag, None
+        B, B_hat = _group_matrices(plan, ws, block, kind, eta, True, B_cache)
         # weights ω[c, pb, z] = dE/dG × 2^(1−ζ) for every element pair and (ζ, λ)
         columns = (plan.ang0 + np.arange(len(plan.element_pairs))[:, None] * plan.n_ang
                    + members[None, :])  # (n_pb, n_z)
         omega = dE_dG[cs][:, columns] * norms  # (n_c, n_pb, n_z)
         # Ω = Σ_z ω_z C_z and Ω' = Σ_z ω_z C'_z: one weight per triplet
-        Om = _weighted_sum(omega, C, zls, pairs)  # (n_c, K, K)
-        dOm = _weighted_sum(omega, dC, zls, pairs)
-        BO = B * Om
-        BdO = B * dOm
+        Om = _weighted_sum(omega, C, zls, pairs, ws.get("Om", shape), tmp)  # (n_c, K, K)
+        dOm = _weighted_sum(omega, dC, zls, pairs, ws.get("dOm", shape), tmp)
+        BhO = np.multiply(Om, B_hat, out=ws.get("BhO", shape)) if B_hat is not None else None
+        Om *= B  # now B Ω
+        dOm *= B  # now B Ω'
         av = a[..., None]  # (n_c, K, 1)
-        alpha += (da * inv_r) * (BO @ av)[..., 0]
-        alpha -= (a * inv_r**2) * ((BdO * block.cos) @ av)[..., 0]
-        beta += BdO * (a * inv_r)[:, :, None] * (a * inv_r)[:, None, :]
-        if B_hat is not None:
-            BhO = B_hat * Om
+        alpha += (da * inv_r) * (Om @ av)[..., 0]
+        np.multiply(dOm, block.cos, out=tmp)
+        alpha -= (a * inv_r**2) * (tmp @ av)[..., 0]
+        ar = (a * inv_r)
+        np.multiply(dOm, ar[:, :, None], out=tmp)
+        tmp *= ar[:, None, :]
+        beta += tmp  # (a_m/r_m)(a_k/r_k) B Ω'
+        if BhO is not None:  # B̂ Ω
             alpha += a * (BhO @ av)[..., 0]
-            beta -= BhO * a[:, :, None] * a[:, None, :]
+            BhO *= a[:, :, None]
+            BhO *= a[:, None, :]
+            beta -= BhO
     return alpha[..., None] * block.D + beta @ block.D  # (n_c, K, 3)
 
 
-def _weighted_sum(omega, stack, zls, pairs):
-    """Σ_z ω[c, pb(j,k), z] stack[z, c, j, k]: shape (n_c, K, K).
+def _weighted_sum(omega, stack, zls, pairs, out, tmp):
+    """out = Σ_z ω[c, pb(j,k), z] stack[z, c, j, k], shape (n_c, K, K).
 
-    ``pairs[c, j, k]`` is the element-pair index of neighbours j and k (one element: 0).
+    ``pairs[c, j, k]`` is the element-pair index of neighbours j and k (None: one element).
     """
-    n_pb = omega.shape[1]
-    out = np.zeros(stack.shape[1:])
-    tmp = np.empty(stack.shape[1:])
-    for pb in range(n_pb):
-        part = np.zeros(stack.shape[1:]) if n_pb > 1 else out
+    out.fill(0.0)
+    for pb in range(omega.shape[1]):
         for n, z in enumerate(zls):
             np.multiply(stack[z], omega[:, pb, n, None, None], out=tmp)
-            part += tmp
-        if n_pb > 1:
-            out += np.where(pairs == pb, part, 0.0)
+            if pairs is not None:
+                tmp *= pairs == pb
+            out += tmp
     return out
