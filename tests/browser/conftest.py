@@ -271,6 +271,16 @@ def browser(lab_server, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def lab_page(browser, lab_server):
+    """JupyterLab loaded once in the session's browser; tests open notebooks in it."""
+    from lab_driver import LabPage
+
+    lab = LabPage(browser, lab_server)
+    yield lab
+    lab.close()
+
+
+@pytest.fixture(scope="session")
 def screenshots():
     """Folder for the widget screenshots (gitignored); printed at the end of the run."""
     SCREENSHOTS.mkdir(exist_ok=True)

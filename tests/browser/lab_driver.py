@@ -1,7 +1,9 @@
 """Drive one notebook in JupyterLab the way a student does: open, run all, move sliders.
 
-The page is a real JupyterLab (``--LabApp.expose_app_in_browser``), so besides the DOM the
-helpers may ask the app for the notebook model and send code to the notebook's own kernel.
+One JupyterLab page serves the whole session (loading JupyterLab costs more than most checks);
+notebooks are opened in it one at a time and closed with their kernels. The page is a real
+JupyterLab (``--LabApp.expose_app_in_browser``), so besides the DOM the helpers may ask the
+app for the notebook model and send code to the notebook's own kernel.
 """
 from __future__ import annotations
 
@@ -15,8 +17,24 @@ from pathlib import Path
 
 import nbformat
 
-# JavaScript run in the page; ``panel`` is the notebook tab the page opened.
-_PANEL = "window.jupyterapp && window.jupyterapp.shell.currentWidget"
+# JavaScript run in the page; the panel is the notebook tab under test.
+_PANEL = "window.__notebookUnderTest"
+_OPEN = f"""async (path) => {{
+  const app = window.jupyterapp;
+  const panel = await app.commands.execute('docmanager:open', {{path, factory: 'Notebook'}});
+  app.shell.activateById(panel.id);
+  {_PANEL} = panel;
+  return panel.id;
+}}"""
+_CLOSE = f"""async () => {{
+  const panel = {_PANEL};
+  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  const id = kernel ? kernel.id : null;
+  await panel.sessionContext.shutdown();
+  panel.dispose();  // without the save dialog: the test never saves
+  {_PANEL} = null;
+  return id;
+}}"""
 _KERNEL_STATUS = f"""() => {{
   const panel = {_PANEL};
   const kernel = panel && panel.sessionContext && panel.sessionContext.session
@@ -121,20 +139,41 @@ class SliderMove:
     readout_after: str
     figure_changed: bool
     kernel_change: dict  # model id -> (description, before, after) for every slider that moved
+    kernel_after: dict  # model id -> [description, value] of every slider after the move
 
 
-class NotebookTab:
-    """One notebook open in its own JupyterLab page (own workspace, own kernel)."""
+class LabPage:
+    """The session's JupyterLab page; ``console_errors`` collects uncaught JavaScript errors."""
 
-    def __init__(self, browser, server, relpath: str):
-        self.server, self.relpath = server, relpath
+    def __init__(self, browser, server, timeout: float = 120.0):
+        self.server = server
         self.page = browser.context.new_page()
         self.console_errors: list[str] = []
         self.page.on("pageerror", lambda error: self.console_errors.append(str(error)))
-        workspace = f"test-{uuid.uuid4().hex[:8]}"  # no tabs restored from another test
-        self.page.goto(f"{server.url}/lab/workspaces/{workspace}/tree/{relpath}"
-                       f"?reset&token={server.token}")
+        workspace = f"test-{uuid.uuid4().hex[:8]}"  # a fresh workspace: no tabs restored
+        self.page.goto(f"{server.url}/lab/workspaces/{workspace}?reset&token={server.token}")
+        self.page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started",
+                                    timeout=timeout * 1000)
+        self.page.evaluate("() => window.jupyterapp.started")  # resolves once the shell is up
+
+    def close(self):
+        self.page.close()
+
+
+class NotebookTab:
+    """One notebook opened in the session's JupyterLab page, with its own kernel."""
+
+    def __init__(self, lab: LabPage, relpath: str):
+        self.lab, self.server, self.relpath, self.page = lab, lab.server, relpath, lab.page
+        self.errors_before = len(lab.console_errors)
+        panel_id = self.page.evaluate(_OPEN, relpath)
+        self.root = self.page.locator(f'[id="{panel_id}"]')
         self.wait_for_kernel()
+
+    @property
+    def console_errors(self) -> list[str]:
+        """JavaScript errors since this notebook was opened."""
+        return self.lab.console_errors[self.errors_before:]
 
     # --- kernel and cells -------------------------------------------------------------------
     def kernel_status(self):
@@ -182,11 +221,11 @@ class NotebookTab:
         """Texts of error outputs and broken widgets the student would see."""
         shown = []
         for selector in ERROR_SELECTORS:
-            for text in self.page.locator(selector).all_inner_texts():
+            for text in self.root.locator(selector).all_inner_texts():
                 if "Traceback" in text or "Error" in text:
                     shown.append(text[:2000])
         for text in ("Error displaying widget", "Loading widget..."):
-            if self.page.get_by_text(text).count():
+            if self.root.get_by_text(text).count():
                 shown.append(text)
         return shown
 
@@ -198,7 +237,7 @@ class NotebookTab:
         return json.loads(self.execute(_KERNEL_SLIDERS))
 
     def cell(self, index: int):
-        return self.page.locator(".jp-Notebook .jp-Cell").nth(index)
+        return self.root.locator(".jp-Cell").nth(index)
 
     def output_text(self, index: int) -> str:
         cell = self.cell(index)
@@ -209,26 +248,27 @@ class NotebookTab:
     def sliders(self):
         """{canonical label: [slider locators]} for every ipywidgets slider on the page."""
         found = {}
-        boxes = self.page.locator(".widget-slider")
+        boxes = self.root.locator(".widget-slider")
         for k in range(boxes.count()):
             box = boxes.nth(k)
             label = canonical_label(box.locator(".widget-label").first.inner_text())
             found.setdefault(label, []).append(box)
         return found
 
-    def move(self, slider, timeout: float = 30.0) -> SliderMove:
-        """Move a slider with the keyboard; wait for the kernel to redraw; report what changed."""
+    def move(self, slider, before_kernel: dict | None = None, timeout: float = 30.0) -> SliderMove:
+        """Move a slider one step with the keyboard, wait for the kernel to redraw, and report
+        what changed. ``before_kernel``: :meth:`kernel_sliders` now, if the caller knows it."""
         label = canonical_label(slider.locator(".widget-label").first.inner_text())
         readout = slider.locator(".widget-readout")
         images = lambda: slider.evaluate(_IMAGES_NEAR)  # noqa: E731
         before_images, before_readout = images(), readout.inner_text()
-        before_kernel = self.kernel_sliders()
+        if before_kernel is None:
+            before_kernel = self.kernel_sliders()
         handle = slider.locator(".noUi-handle").first
         handle.scroll_into_view_if_needed()
         handle.focus()
         for key in ("ArrowRight", "ArrowLeft"):  # right, or left when already at the maximum
-            for _ in range(2):
-                handle.press(key)
+            handle.press(key)
             if readout.inner_text() != before_readout:
                 break
         # each key press may trigger a redraw, which first clears the output and then shows a
@@ -246,7 +286,7 @@ class NotebookTab:
                   for key, (description, value) in after_kernel.items()
                   if before_kernel.get(key, [None, None])[1] != value}
         return SliderMove(label, before_readout, readout.inner_text(), after_images is not None,
-                          change)
+                          change, after_kernel)
 
     def screenshot(self, index: int, path: Path):
         """Save a PNG of cell ``index`` once its figures are decoded; return their sizes."""
@@ -260,12 +300,10 @@ class NotebookTab:
         return sizes
 
     def close(self):
-        """Shut the notebook's kernel down through the server and close the page."""
-        try:
-            kernel = self.page.evaluate(f"() => ({_PANEL}).sessionContext.session.kernel.id")
+        """Shut the notebook's kernel down and close its tab (unsaved)."""
+        kernel = self.page.evaluate(_CLOSE)
+        if kernel and any(k["id"] == kernel for k in self.server.api("/api/kernels")):
             self.server.delete(f"/api/kernels/{kernel}")
-        finally:
-            self.page.close()
 
 
 def readout_matches(readout: str, value) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab_driver import NotebookTab, canonical_label, last_output, readout_matches, uses_widgets
+from lab_driver import LabPage, NotebookTab, canonical_label, last_output, readout_matches, uses_widgets
 from processes import descendants, inet_sockets, off_loopback
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,9 +33,9 @@ def _relpath(path: Path) -> str:
     return path.relative_to(REPO).as_posix()
 
 
-def _run_to_the_end(browser, lab_server, path: Path) -> NotebookTab:
+def _run_to_the_end(lab: LabPage, path: Path) -> NotebookTab:
     """Open ``path``, run all cells, assert no errors and the last output as committed."""
-    tab = NotebookTab(browser, lab_server, _relpath(path))
+    tab = NotebookTab(lab, _relpath(path))
     cells = tab.run_all()
     failed = [k for k, c in enumerate(cells) if "error" in c["outputs"]]
     assert not failed, f"{path.name}: cells {failed} raised:\n" + "\n".join(tab.errors_shown())
@@ -51,27 +51,29 @@ def _run_to_the_end(browser, lab_server, path: Path) -> NotebookTab:
     if text is not None:
         assert shown == text, f"{path.name}: last output {shown!r}, committed {text!r}"
     assert tab.console_errors == [], f"{path.name}: JavaScript errors {tab.console_errors}"
-    server_and_kernels = [lab_server.pid] + descendants(lab_server.pid)
+    server_and_kernels = [lab.server.pid] + descendants(lab.server.pid)
     assert len(server_and_kernels) > 1 and inet_sockets(server_and_kernels), "no sockets seen"
     assert off_loopback(server_and_kernels) == [], "server or kernel reached beyond loopback"
     return tab
 
 
 @pytest.mark.parametrize("path", PLAIN_NOTEBOOKS, ids=lambda p: p.stem)
-def test_smoke(browser, lab_server, path):
-    tab = _run_to_the_end(browser, lab_server, path)
+def test_smoke(lab_page, path):
+    tab = _run_to_the_end(lab_page, path)
     tab.close()
 
 
 @pytest.mark.parametrize("path", WIDGET_NOTEBOOKS, ids=lambda p: p.stem)
-def test_widgets(browser, lab_server, screenshots, path):
-    tab = _run_to_the_end(browser, lab_server, path)
+def test_widgets(lab_page, screenshots, path):
+    tab = _run_to_the_end(lab_page, path)
     sliders = tab.sliders()
     missing = EXPECTED_SLIDERS.get(path.stem, set()) - set(sliders)
     assert not missing, f"{path.name}: no slider labelled {sorted(missing)} (found {sorted(sliders)})"
+    kernel = tab.kernel_sliders()
     for label, instances in sliders.items():
         for slider in instances:
-            move = tab.move(slider)
+            move = tab.move(slider, kernel)
+            kernel = move.kernel_after
             where = f"{path.name}, slider {label}"
             assert move.readout_after != move.readout_before, f"{where}: readout did not move"
             assert move.figure_changed, f"{where}: the figure did not change"
@@ -80,7 +82,7 @@ def test_widgets(browser, lab_server, screenshots, path):
             assert canonical_label(description) == label, f"{where}: kernel moved {description}"
             assert readout_matches(move.readout_after, value), (
                 f"{where}: readout {move.readout_after!r} but the kernel has {value!r}")
-    widget_cells = tab.page.locator(".jp-Notebook .jp-Cell")
+    widget_cells = tab.root.locator(".jp-Cell")
     for index in range(widget_cells.count()):
         if widget_cells.nth(index).locator(".widget-slider").count():
             sizes = tab.screenshot(index, screenshots / f"{path.stem}-cell{index:02d}.png")
