@@ -145,6 +145,7 @@ def test_pair_count_and_types():
     expected = np.select([(za == 29) & (zb == 29), (za == 29) & (zb == 78)], [0, 1], 2)
     np.testing.assert_array_equal(types, expected)
     assert len(pl) == len(neighbor_list("i", mixed, R_CUT)) // 2
+    np.testing.assert_array_equal(d2.centre_atoms(mixed), np.stack([pl.a, pl.b], axis=1))
 
 
 def test_homonuclear_pair_symmetric_under_swapping_its_atoms():
@@ -224,6 +225,21 @@ def test_sparse_layout_and_translation_sum_rule():
     np.add.at(total, der.center, der.values)
     assert np.abs(total).max() < 1e-12 * np.abs(der.values).max() * 100
     assert np.abs(der.values).max() > 0.1
+
+
+def test_chunks_give_the_same_numbers(monkeypatch):
+    from nnptutor.descriptors import pcsf
+
+    atoms = _cupt_cell()
+    d = _full(["Cu", "Pt"])
+    values, der = d.compute(atoms, derivatives=True)
+    monkeypatch.setattr(pcsf, "CHUNK_WORK", 50)  # a few pairs per chunk
+    assert len(pcsf._chunks(np.full(len(values), 30))) > 10
+    values_c, der_c = d.compute(atoms, derivatives=True)
+    np.testing.assert_allclose(values_c, values, rtol=1e-13, atol=1e-15)
+    np.testing.assert_array_equal(der_c.center, der.center)
+    np.testing.assert_array_equal(der_c.neighbor, der.neighbor)
+    np.testing.assert_allclose(der_c.values, der.values, rtol=1e-12, atol=1e-14)
 
 
 def test_features_vanish_at_the_cutoff_except_p5():

@@ -113,6 +113,18 @@ def _expand(nl: Pairs, centres: np.ndarray):
     return p, q
 
 
+#: neighbour-list entries (of A and B) handled per chunk of pairs
+CHUNK_WORK = 100_000
+
+
+def _chunks(work: np.ndarray, size: int | None = None):
+    """Consecutive slices of rows whose ``work`` sums to about ``size`` each."""
+    size = CHUNK_WORK if size is None else size
+    ends = np.searchsorted(np.cumsum(work), np.arange(size, work.sum(), size), side="right")
+    bounds = np.unique(np.concatenate(([0], ends, [len(work)])))
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 def _pair_terms(distances, eta, r_s, cutoff, r_cut):
     """exp(−η (r − R_s)²) f_c(r) and its r-derivative, shapes (n, n_params) [—, Å⁻¹]."""
     r = distances[:, None]  # (n, 1)
@@ -263,6 +275,15 @@ class PairACSF(Descriptor):
         check_atoms(atoms, self.elements)
         return _pair_list(neighbor_pairs(atoms, self.r_cut), atoms.numbers)
 
+    def centre_atoms(self, atoms: Atoms) -> np.ndarray:
+        """The two atoms (a, b) of every pair, shape (n_pairs, 2), int.
+
+        Used to split a pair energy between its atoms and to flag atoms whose pairs
+        extrapolate.
+        """
+        pl = self.pairs(atoms)
+        return np.stack([pl.a, pl.b], axis=1)
+
     def centre_types(self, atoms: Atoms) -> np.ndarray:
         """Index into :attr:`type_labels` of every pair, shape (n_pairs,), int."""
         pl = self.pairs(atoms)
@@ -297,75 +318,98 @@ class PairACSF(Descriptor):
         n_pairs, n_atoms = len(pl), len(atoms)
         cutoff = get_cutoff(self.cutoff)
         species = self._species(atoms.numbers)  # (n_atoms,)
-        n_rad, n_ang = len(self._radial_params), len(self.p4)
-        r, D = pl.distances, pl.vectors
-        unit = D / r[:, None]  # (n_pairs, 3)
-
         values = np.zeros((n_pairs, self.n_features))
-        grads = _Gradients(pl, n_atoms, self.n_features)
+        # atom-centred sums of the radial environment terms, (n_atoms, n_el, n_rad)
+        eta, r_s = self._radial_params.T
+        n_el, n_rad = len(self.elements), len(eta)
+        g, dg = _pair_terms(nl.distances, eta, r_s, cutoff, self.r_cut)  # (n_entries, n_rad)
+        atom_sums = _scatter_rows(nl.i * n_el + species[nl.j], g, n_atoms * n_el)
+        atom_sums = atom_sums.reshape(n_atoms, n_el, n_rad)
 
-        # --- pair block: P2, P5, P6 depend on R_AB only ---------------------------------
+        # Chunks of consecutive pairs: the temporaries stay small and, as the derivative
+        # entries are sorted by pair, each chunk's entries are a contiguous block.
+        counts = np.bincount(nl.i, minlength=n_atoms)
+        chunks = []
+        for rows in _chunks(counts[pl.a] + counts[pl.b]):
+            grads = _Gradients(pl, rows, n_atoms, self.n_features) if derivatives else None
+            self._pair_block(pl, rows, cutoff, values, grads)
+            if n_rad:
+                self._radial(nl, pl, rows, species, cutoff, atom_sums, dg, values, grads)
+            if len(self.p4):
+                self._angular(nl, pl, rows, species, cutoff, values, grads)
+            if derivatives:
+                chunks.append(grads.result())
+        if not derivatives:
+            return values
+        if not chunks:
+            empty = np.zeros(0, dtype=np.int64)
+            return values, SparseDerivatives(empty, empty, np.zeros((0, 3, self.n_features)),
+                                             n_atoms, 0)
+        center, neighbor, dvalues = (np.concatenate(x) for x in zip(*chunks))
+        return values, SparseDerivatives(center, neighbor, dvalues, n_atoms, n_pairs)
+
+    def _pair_block(self, pl, rows, cutoff, values, grads):
+        """P2, P5, P6 of the pairs ``rows``: functions of R_AB only."""
+        r, D = pl.distances[rows], pl.vectors[rows]
         eta, r_s = self._pair_params.T
-        val, der = _pair_terms(r, eta, r_s, cutoff, self.r_cut)  # (n_pairs, n)
+        val, der = _pair_terms(r, eta, r_s, cutoff, self.r_cut)  # (n_rows, n)
         if self.p5:
             val = np.insert(val, int(self.p2), r, axis=1)
             der = np.insert(der, int(self.p2), 1.0, axis=1)
         cols = np.arange(self._n_pair_block)
-        values[:, cols] = val
-        if derivatives:
-            grads.add(np.arange(n_pairs), pl.b, cols, der[:, None, :] * unit[:, :, None])
+        values[rows, :len(cols)] = val
+        if grads is not None:  # +d/dD_AB on B; A's entry comes from the sum rule
+            unit = D / r[:, None]  # (n_rows, 3)
+            grads.add(np.arange(rows.start, rows.stop), pl.b[rows], cols,
+                      der[:, None, :] * unit[:, :, None])
 
-        # per-element block: column of element s, function k = n_pair_block + s * n_per_element + k
-        if n_rad:
-            self._radial(nl, pl, species, cutoff, values, grads if derivatives else None)
-        if n_ang:
-            self._angular(nl, pl, species, cutoff, values, grads if derivatives else None)
-        if not derivatives:
-            return values
-        return values, grads.result()
+    def _radial(self, nl, pl, rows, species, cutoff, atom_sums, dg, values, grads):
+        """P1 and P3 of the pairs ``rows``: h(R_AB) × environment sums of g(R_An), g(R_Bn).
 
-    def _radial(self, nl, pl, species, cutoff, values, grads):
-        """P1 and P3: pair factor h(R_AB) × environment sums of g(R_An) and g(R_Bn)."""
+        ``atom_sums`` (n_atoms, n_el, n_rad) are the atom-centred sums of g; ``dg``
+        (n_entries, n_rad) is dg/dr on every neighbour-list entry.
+        """
         n_el = len(self.elements)
         eta, r_s = self._radial_params.T
         n_rad = len(eta)
+        # column of element s, function k: n_pair_block + s * n_per_element + k
         cols = self._n_pair_block + np.arange(n_el)[:, None] * self._n_per_element + np.arange(n_rad)
-        g, dg = _pair_terms(nl.distances, eta, r_s, cutoff, self.r_cut)  # (n_entries, n_rad)
-        h, dh = _pair_terms(pl.distances, eta, 0.0, cutoff, self.r_cut)  # (n_pairs, n_rad)
-        # environment sums via atom-centred sums: E_A + E_B minus the partner's own term
-        atom_sums = _scatter_rows(nl.i * n_el + species[nl.j], g, nl.n_atoms * n_el)
-        atom_sums = atom_sums.reshape(nl.n_atoms, n_el, n_rad)
-        g_ab, _ = _pair_terms(pl.distances, eta, r_s, cutoff, self.r_cut)  # (n_pairs, n_rad)
-        env = atom_sums[pl.a] + atom_sums[pl.b]  # (n_pairs, n_el, n_rad)
-        rows = np.arange(len(pl))
-        env[rows, species[pl.b]] -= g_ab
-        env[rows, species[pl.a]] -= g_ab
-        values[:, cols.ravel()] = (h[:, None, :] * env).reshape(len(pl), n_el * n_rad)
+        a, b, r = pl.a[rows], pl.b[rows], pl.distances[rows]
+        h, dh = _pair_terms(r, eta, 0.0, cutoff, self.r_cut)  # (n_rows, n_rad)
+        g_ab, _ = _pair_terms(r, eta, r_s, cutoff, self.r_cut)  # (n_rows, n_rad)
+        # environment sums: E_A + E_B minus the partner's own term in each
+        env = atom_sums[a] + atom_sums[b]  # (n_rows, n_el, n_rad)
+        local = np.arange(len(r))
+        env[local, species[b]] -= g_ab
+        env[local, species[a]] -= g_ab
+        values[rows, cols.ravel()] = (h[:, None, :] * env).reshape(len(r), n_el * n_rad)
         if grads is None:
             return
-        unit = pl.vectors / pl.distances[:, None]
-        # d/dD_AB of the pair factor: (n_pairs, 3, n_el * n_rad)
-        pair_grad = (env * dh[:, None, :]).reshape(len(pl), 1, n_el * n_rad) * unit[:, :, None]
-        grads.add(np.arange(len(pl)), pl.b, cols.ravel(), pair_grad)
+        # d/dD_AB of the pair factor, on B: (n_rows, 3, n_el * n_rad)
+        unit = pl.vectors[rows] / r[:, None]
+        pair_grad = (env * dh[:, None, :]).reshape(len(r), 1, n_el * n_rad) * unit[:, :, None]
+        grads.add(np.arange(rows.start, rows.stop), b, cols.ravel(), pair_grad)
         # d/d(R_n − R_X) of the environment sums, X = A, B: every neighbour entry but the partner
         for centre, partner, image in ((pl.a, pl.b, pl.shifts), (pl.b, pl.a, -pl.shifts)):
-            p, q = _expand(nl, centre)
+            p, q = _expand(nl, centre[rows])
+            p += rows.start
             own = (nl.j[q] == partner[p]) & (nl.shifts[q] == image[p]).all(axis=1)
             p, q = p[~own], q[~own]
             u = nl.vectors[q] / nl.distances[q][:, None]  # (n_combos, 3)
-            grad = (h[p] * dg[q])[:, None, :] * u[:, :, None]  # (n_combos, 3, n_rad)
+            grad = (h[p - rows.start] * dg[q])[:, None, :] * u[:, :, None]  # (n_combos, 3, n_rad)
             col = cols[species[nl.j[q]]]  # (n_combos, n_rad)
             grads.add(p, nl.j[q], col, grad)
             if centre is pl.b:  # A's own entry comes from the sum rule in _Gradients.result
                 grads.add(p, centre[p], col, -grad)
 
-    def _angular(self, nl, pl, species, cutoff, values, grads):
-        """P4: triplets (pair, n) with n within r_c of both A and B."""
+    def _angular(self, nl, pl, rows, species, cutoff, values, grads):
+        """P4 of the pairs ``rows`` (a slice): triplets (pair, n), n within r_c of A and B."""
         n_el, n_rad = len(self.elements), len(self._radial_params)
         eta, zeta, lambda_ = np.array(self.p4, dtype=float).T  # (n_ang,)
         cols = (self._n_pair_block + np.arange(n_el)[:, None] * self._n_per_element
                 + n_rad + np.arange(len(eta)))  # (n_el, n_ang)
-        p, q = _expand(nl, pl.a)  # candidates n: the neighbours of A
+        p, q = _expand(nl, pl.a[rows])  # candidates n: the neighbours of A
+        p += rows.start
         v = nl.vectors[q] - pl.vectors[p]  # D_Bn = D_An − D_AB, (n_combos, 3)
         b = np.linalg.norm(v, axis=1)
         # within r_c of B too; b ≈ 0 is B itself (real atoms are ≥ MIN_DISTANCE apart)
@@ -388,8 +432,9 @@ class PairACSF(Descriptor):
         radial = np.exp(-eta * (a**2 + b**2 + r**2)[:, None])  # (n_trip, n_ang)
         weight = radial * (fa * fb * fr)[:, None]
         col = cols[species[n]]  # (n_trip, n_ang)
-        size = values.size
-        values += _scatter_rows(p[:, None] * values.shape[1] + col, ang * weight, size).reshape(values.shape)
+        F, n_rows = values.shape[1], rows.stop - rows.start
+        local = (p - rows.start)[:, None] * F + col  # (n_trip, n_ang) into values[rows]
+        values[rows] += _scatter_rows(local, ang * weight, n_rows * F).reshape(n_rows, F)
         if grads is None:
             return
 
@@ -433,24 +478,25 @@ def _scatter_rows(index, weights, size):
 
 
 class _Gradients:
-    """Collects contributions dG[pair, col]/dR[atom, :] and folds them into SparseDerivatives.
+    """Collects contributions dG[pair, col]/dR[atom, :] for the pairs ``rows`` and folds them.
 
     Contributions to atom A of each pair's own frame are not added: translation invariance
     (Σ_atoms dG_p/dR = 0) gives A's entry as minus the sum of all the others, which halves
     the work. Contributions to A through a periodic image of A are added as usual.
     """
 
-    def __init__(self, pl: PairList, n_atoms: int, n_features: int):
-        self.pl, self.n_atoms, self.n_features = pl, n_atoms, n_features
+    def __init__(self, pl: PairList, rows: slice, n_atoms: int, n_features: int):
+        self.pl, self.rows, self.n_atoms, self.n_features = pl, rows, n_atoms, n_features
         self._blocks = []
 
     def add(self, pair, atom, cols, grad):
         """pair, atom: (n,); cols: (n, m) or (m,); grad: (n, 3, m) [feature unit/Å]."""
         self._blocks.append((pair * self.n_atoms + atom, cols, grad))
 
-    def result(self) -> SparseDerivatives:
-        n_pairs, F = len(self.pl), self.n_features
-        own_a = np.arange(n_pairs) * self.n_atoms + self.pl.a  # every pair has an A entry
+    def result(self):
+        """(center, neighbor, values) of this chunk, sorted by pair then atom, folded."""
+        F, pairs = self.n_features, np.arange(self.rows.start, self.rows.stop)
+        own_a = pairs * self.n_atoms + self.pl.a[self.rows]  # every pair has an A entry
         entries = np.sort(np.concatenate([own_a] + [keys for keys, _, _ in self._blocks]))
         entries = entries[np.concatenate((entries[:1] >= 0, entries[1:] != entries[:-1]))]  # unique
         out = np.zeros((len(entries), 3, F))
@@ -458,23 +504,13 @@ class _Gradients:
         for keys, cols, grad in self._blocks:
             dest = np.searchsorted(entries, keys)  # (n,)
             cols = np.broadcast_to(cols, (len(keys), grad.shape[2]))  # (n, m)
-            for c in range(3):
-                index = (dest[:, None] * 3 + c) * F + cols  # (n, m)
-                np.add.at(flat_out, index.ravel(), grad[:, c, :].ravel())
+            index = (dest[:, None, None] * 3 + np.arange(3)[:, None]) * F + cols[:, None, :]
+            np.add.at(flat_out, index.ravel(), grad.ravel())  # index, grad: (n, 3, m)
         # sum rule: dG_p/dR_A = −Σ_{k≠A} dG_p/dR_k (entries are sorted by pair, A's included)
         center = entries // self.n_atoms
-        starts = np.searchsorted(center, np.arange(n_pairs))
-        a_entry = np.searchsorted(entries, own_a)
-        if n_pairs:
-            total = np.add.reduceat(out, starts, axis=0)  # (n_pairs, 3, F), A's partial included
-            out[a_entry] -= total
-        return SparseDerivatives(
-            center=center,
-            neighbor=entries % self.n_atoms,
-            values=out,
-            n_atoms=self.n_atoms,
-            n_centres=n_pairs,
-        )
+        total = np.add.reduceat(out, np.searchsorted(center, pairs), axis=0)  # (n_rows, 3, F)
+        out[np.searchsorted(entries, own_a)] -= total
+        return center, entries % self.n_atoms, out
 
 
 def _check_params(name: str, params, fields: tuple[str, ...]) -> list[tuple[float, ...]]:
