@@ -116,19 +116,25 @@ def uses_widgets(path: Path) -> bool:
 
 
 def last_output(path: Path):
-    """(index of the last code cell with committed outputs, its checked text or None).
+    """(index of the last code cell with committed outputs, its text or None).
 
-    (None, None) for a notebook committed without outputs.
+    The text is given only where the browser shows exactly the committed text: stream and
+    plain-text outputs of a cell whose output nbval checks. (None, None) for a notebook
+    committed without outputs.
     """
     nb = nbformat.read(path, as_version=4)
     for index in range(len(nb.cells) - 1, -1, -1):
         cell = nb.cells[index]
-        if cell.cell_type == "code" and cell.outputs:
-            if "nbval-ignore-output" in cell.metadata.get("tags", []):
-                return index, None
-            texts = [out.get("text", "") if out.output_type == "stream"
-                     else out.get("data", {}).get("text/plain", "") for out in cell.outputs]
-            return index, "".join(texts).strip() or None
+        if cell.cell_type != "code" or not cell.outputs:
+            continue
+        tags = cell.metadata.get("tags", [])
+        plain = all(out.output_type == "stream" or set(out.get("data", {})) == {"text/plain"}
+                    for out in cell.outputs)
+        if not plain or "nbval-ignore-output" in tags or "nbval-skip" in tags:
+            return index, None
+        texts = [out.get("text", "") if out.output_type == "stream"
+                 else out["data"]["text/plain"] for out in cell.outputs]
+        return index, "".join(texts).strip() or None
     return None, None
 
 
@@ -212,17 +218,25 @@ class NotebookTab:
                 break
             if any("error" in c["outputs"] for c in cells):
                 break  # JupyterLab stops at the first error; report it below
+            if self.kernel_status() in ("dead", "unknown"):
+                raise AssertionError(f"{self.relpath}: the kernel died while running cells")
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.relpath}: cells {pending} not run after {timeout} s")
             time.sleep(0.25)
         return cells
 
+    def wait_for_widgets(self, timeout: float = 30.0):
+        """Wait until no widget placeholder ("Loading widget...") is left on the notebook."""
+        deadline = time.monotonic() + timeout
+        while self.root.get_by_text("Loading widget...").count() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
     def errors_shown(self) -> list[str]:
-        """Texts of error outputs and broken widgets the student would see."""
+        """Texts of error or warning outputs and broken widgets the student would see."""
         shown = []
         for selector in ERROR_SELECTORS:
             for text in self.root.locator(selector).all_inner_texts():
-                if "Traceback" in text or "Error" in text:
+                if re.search(r"Traceback|Error|Warning:", text):
                     shown.append(text[:2000])
         for text in ("Error displaying widget", "Loading widget..."):
             if self.root.get_by_text(text).count():

@@ -37,6 +37,7 @@ def _run_to_the_end(lab: LabPage, path: Path) -> NotebookTab:
     """Open ``path``, run all cells, assert no errors and the last output as committed."""
     tab = NotebookTab(lab, _relpath(path))
     cells = tab.run_all()
+    tab.wait_for_widgets()
     failed = [k for k, c in enumerate(cells) if "error" in c["outputs"]]
     assert not failed, f"{path.name}: cells {failed} raised:\n" + "\n".join(tab.errors_shown())
     assert tab.errors_shown() == [], f"{path.name} shows errors: {tab.errors_shown()}"
