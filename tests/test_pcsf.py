@@ -279,6 +279,7 @@ def test_default_labels_and_serialisation():
     [
         (dict(r_cut=0.0), "r_cut must be a positive"),
         (dict(r_cut=-1.0), "r_cut must be a positive"),
+        (dict(r_cut="far"), "r_cut must be a positive"),
         (dict(elements=["Cu", "Xx"]), "unknown chemical element"),
         (dict(p3=[(-0.1, 0.0)]), "p3: eta must be"),
         (dict(p6=[(0.5, -1.0)]), "p6: r_s must be"),

@@ -188,9 +188,7 @@ class PairACSF(Descriptor):
         cutoff: str = "cosine",
     ):
         self.elements = normalize_elements(elements)
-        if isinstance(r_cut, bool) or not np.isfinite(r_cut) or not r_cut > 0:
-            raise ValueError(f"r_cut must be a positive number of Å, got {r_cut!r}")
-        self.r_cut = float(r_cut)
+        self.r_cut = _check_r_cut(r_cut)
         if cutoff not in CUTOFFS:
             raise ValueError(f"unknown cutoff {cutoff!r}; choose one of {CUTOFFS}")
         self.cutoff = cutoff
@@ -217,8 +215,7 @@ class PairACSF(Descriptor):
         three centred P3 (widths r_c, r_c/2, r_c/3); P4 with η = 0.5/r_c², ζ ∈ {1, 4},
         λ = ±1. P5 is left out (it does not vanish at r_c).
         """
-        if isinstance(r_cut, bool) or not np.isfinite(r_cut) or not r_cut > 0:
-            raise ValueError(f"r_cut must be a positive number of Å, got {r_cut!r}")
+        r_cut = _check_r_cut(r_cut)
         r_s = np.linspace(0.3, 0.9, 4) * r_cut
         eta_pair = 0.5 / (r_s[1] - r_s[0]) ** 2
         p6 = [(float(eta_pair), float(x)) for x in r_s]
@@ -511,6 +508,17 @@ class _Gradients:
         total = np.add.reduceat(out, np.searchsorted(center, pairs), axis=0)  # (n_rows, 3, F)
         out[np.searchsorted(entries, own_a)] -= total
         return center, entries % self.n_atoms, out
+
+
+def _check_r_cut(r_cut) -> float:
+    """A finite positive cutoff radius [Å] as float."""
+    try:
+        value = float(r_cut)
+    except (TypeError, ValueError):
+        value = np.nan
+    if isinstance(r_cut, bool) or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"r_cut must be a positive number of Å, got {r_cut!r}")
+    return value
 
 
 def _check_params(name: str, params, fields: tuple[str, ...]) -> list[tuple[float, ...]]:
