@@ -1,15 +1,18 @@
 """Make ``data/water_dft.extxyz.gz``: water monomers, dimers and trimers labelled with B3LYP/def2-SVP.
 
 Run from the repository root: ``OMP_NUM_THREADS=1 python data/make_water_dft.py``
-(about 15 minutes on one idle core; the DFT dominates). Prints the sha256 for the registry
+(about 8 minutes on one idle core; the DFT dominates). Prints the sha256 for the registry
 in ``nnptutor/data.py``.
 
 Geometries: thermally distorted, from GFN2-xTB (tblite) Langevin MD (1 fs steps, friction
 0.02/fs, 200 fs equilibration, one snapshot every 20 fs) around xTB minima:
 
 * monomer: 100 snapshots, 4 runs at 300, 500, 800 and 1000 K (25 each);
-* dimer: 60 snapshots, 2 relaxed random starting structures x (200 K, 350 K), 15 each;
-* trimer: 32 snapshots, 2 relaxed random starting structures x (200 K, 350 K), 8 each.
+* dimer: 40 snapshots, 2 relaxed random starting structures x (200 K, 350 K), 10 each;
+* trimer: 24 snapshots, 2 relaxed random starting structures x (200 K, 350 K), 6 each.
+
+A B3LYP/def2-SVP gradient of a trimer takes about 10 s on one core, so the set is kept
+small (164 structures, about 7 CPU minutes of DFT).
 
 Labels: restricted Kohn-Sham DFT in PySCF, ``xc="b3lyp"`` (PySCF >= 2.3 meaning: libxc's
 B3LYP with VWN1-RPA correlation, as in Gaussian), basis def2-SVP, integration grid
@@ -72,8 +75,8 @@ def main():
     lib.num_threads(1)
     rng = np.random.default_rng(SEED)
     plan = [("monomer", 1, (300, 500, 800, 1000), 1, 25),
-            ("dimer", 2, (200, 350), 2, 15),
-            ("trimer", 3, (200, 350), 2, 8)]
+            ("dimer", 2, (200, 350), 2, 10),
+            ("trimer", 3, (200, 350), 2, 6)]
     images = []
     for kind, n, temperatures, starts, per_run in plan:
         geometries = snapshots(n, temperatures, starts, per_run, rng)

@@ -51,6 +51,16 @@ _REGISTRY: dict[str, dict] = {
         code="tblite 0.8.0 (tblite.ase.TBLite), ASE 3.29.0",
         info_keys=("kind", "temperature_K", "run"),
     ),
+    "ethanol_xtb": dict(
+        file="ethanol_xtb.extxyz.gz",
+        sha256="b04a5fc82890968003492127aafff5b271dae858c8de5d6cb7bb179640825439",
+        count=1000,
+        elements=("H", "C", "O"),
+        description="Ethanol from Langevin MD at 300-1000 K (20 runs of 50 snapshots)",
+        method="GFN2-xTB (semi-empirical tight binding), geometries from GFN2-xTB MD",
+        code="tblite 0.8.0 (tblite.ase.TBLite), ASE 3.29.0",
+        info_keys=("kind", "temperature_K", "run"),
+    ),
 }
 
 
@@ -151,16 +161,23 @@ def _with_labels(atoms: Atoms, energy: float, forces: np.ndarray) -> Atoms:
 
 
 @lru_cache(maxsize=8)
-def _read(name: str, sha256: str) -> tuple[Atoms, ...]:
-    # cached per (name, sha256); callers get fresh copies, never these objects
+def _read(name: str, sha256: str) -> tuple[tuple[Atoms, float, np.ndarray], ...]:
+    # (atoms without calculator, energy, forces) per structure, cached per (name, sha256);
+    # callers get fresh copies, never these objects
     import ase.io
 
-    images = ase.io.read(DATA_DIR / _REGISTRY[name]["file"], index=":", format="extxyz")
+    raw = (DATA_DIR / _REGISTRY[name]["file"]).read_bytes()
+    if _REGISTRY[name]["file"].endswith(".gz"):
+        # decompress in memory: ASE's extxyz reader seeks back and forth, which on a gzip
+        # stream means decompressing from the start again each time (minutes, not seconds)
+        raw = gzip.decompress(raw)
+    images = ase.io.read(io.StringIO(raw.decode()), index=":", format="extxyz")
     out = []
     for atoms in images:
-        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        results = atoms.calc.results  # energy and forces, as the reader attached them
+        atoms.calc = None
         atoms.info = {key: _plain(value) for key, value in atoms.info.items()}
-        out.append(_with_labels(atoms, energy, forces))
+        out.append((atoms, float(results["energy"]), np.asarray(results["forces"], dtype=float)))
     return tuple(out)
 
 
@@ -193,7 +210,7 @@ def load(name: str, verify_sha256: bool = True) -> list[Atoms]:
         verify(name)
     elif not (DATA_DIR / entry["file"]).is_file():
         verify(name)  # raises FileNotFoundError with the regeneration hint
-    return [_with_labels(a, a.get_potential_energy(), a.get_forces()) for a in _read(name, entry["sha256"])]
+    return [_with_labels(atoms, energy, forces) for atoms, energy, forces in _read(name, entry["sha256"])]
 
 
 def label(images: Sequence[Atoms], calculator, progress: bool = True) -> list[Atoms]:
@@ -310,7 +327,7 @@ def summary(images: str | Sequence[Atoms], by: str = "kind") -> list[dict]:
     for atoms in images:
         groups.setdefault(atoms.info.get(by, "all"), []).append(atoms)
     rows = []
-    for group in sorted(groups, key=str):
+    for group in sorted(groups, key=lambda g: (isinstance(g, str), g if not isinstance(g, str) else 0, str(g))):
         members = groups[group]
         e_per_atom = np.array([a.get_potential_energy() / len(a) for a in members])
         forces = np.concatenate([a.get_forces() for a in members])  # (n_atoms_total, 3)
