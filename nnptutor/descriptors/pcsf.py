@@ -323,27 +323,32 @@ class PairACSF(Descriptor):
         atom_sums = _scatter_rows(nl.i * n_el + species[nl.j], g, n_atoms * n_el)
         atom_sums = atom_sums.reshape(n_atoms, n_el, n_rad)
 
-        # Chunks of consecutive pairs: the temporaries stay small and, as the derivative
-        # entries are sorted by pair, each chunk's entries are a contiguous block.
+        # Chunks of consecutive pairs keep the temporaries small. The derivative entries
+        # (pair, atom) are known before any geometry: A, and every neighbour of A and of B.
+        # Sorted by pair, each chunk's entries are one contiguous block of the result,
+        # which is allocated once and filled in place.
         counts = np.bincount(nl.i, minlength=n_atoms)
-        chunks = []
-        for rows in _chunks(counts[pl.a] + counts[pl.b]):
-            grads = _Gradients(pl, rows, n_atoms, self.n_features) if derivatives else None
+        chunks = _chunks(counts[pl.a] + counts[pl.b])
+        if derivatives:
+            entries = [_entries(nl, pl, rows) for rows in chunks]
+            offsets = np.cumsum([0] + [len(e) for e in entries])
+            all_entries = np.concatenate(entries) if entries else np.zeros(0, dtype=np.int64)
+            derivs = SparseDerivatives(all_entries // n_atoms, all_entries % n_atoms,
+                                       np.zeros((len(all_entries), 3, self.n_features)),
+                                       n_atoms, n_pairs)
+        for k, rows in enumerate(chunks):
+            grads = None
+            if derivatives:
+                grads = _Gradients(pl, rows, n_atoms, entries[k],
+                                   derivs.values[offsets[k]:offsets[k + 1]])
             self._pair_block(pl, rows, cutoff, values, grads)
             if n_rad:
                 self._radial(nl, pl, rows, species, cutoff, atom_sums, dg, values, grads)
             if len(self.p4):
                 self._angular(nl, pl, rows, species, cutoff, values, grads)
             if derivatives:
-                chunks.append(grads.result())
-        if not derivatives:
-            return values
-        if not chunks:
-            empty = np.zeros(0, dtype=np.int64)
-            return values, SparseDerivatives(empty, empty, np.zeros((0, 3, self.n_features)),
-                                             n_atoms, 0)
-        center, neighbor, dvalues = (np.concatenate(x) for x in zip(*chunks))
-        return values, SparseDerivatives(center, neighbor, dvalues, n_atoms, n_pairs)
+                grads.apply_sum_rule()
+        return (values, derivs) if derivatives else values
 
     def _pair_block(self, pl, rows, cutoff, values, grads):
         """P2, P5, P6 of the pairs ``rows``: functions of R_AB only."""
@@ -474,40 +479,47 @@ def _scatter_rows(index, weights, size):
     return out.astype(np.float64, copy=False)  # bincount of nothing is int
 
 
-class _Gradients:
-    """Collects contributions dG[pair, col]/dR[atom, :] for the pairs ``rows`` and folds them.
+def _entries(nl: Pairs, pl: PairList, rows: slice) -> np.ndarray:
+    """Sorted keys pair × n_atoms + atom of the derivative entries of the pairs ``rows``:
+    atom A and every neighbour-list neighbour of A and of B (B is one of A's)."""
+    keys = [np.arange(rows.start, rows.stop) * nl.n_atoms + pl.a[rows]]
+    for centre in (pl.a, pl.b):
+        p, q = _expand(nl, centre[rows])
+        keys.append((p + rows.start) * nl.n_atoms + nl.j[q])
+    keys = np.sort(np.concatenate(keys))
+    return keys[np.concatenate((keys[:1] >= 0, keys[1:] != keys[:-1]))]  # unique
 
-    Contributions to atom A of each pair's own frame are not added: translation invariance
-    (Σ_atoms dG_p/dR = 0) gives A's entry as minus the sum of all the others, which halves
-    the work. Contributions to A through a periodic image of A are added as usual.
+
+class _Gradients:
+    """Adds contributions dG[pair, col]/dR[atom, :] of the pairs ``rows`` into ``out``.
+
+    ``entries`` are the sorted keys (pair × n_atoms + atom) of the rows of ``out``, shape
+    (n_entries, 3, n_features), a view into the final derivative array. Contributions to
+    atom A of each pair's own frame are not added: translation invariance
+    (Σ_atoms dG_p/dR = 0) gives A's entry as minus the sum of all the others
+    (:meth:`apply_sum_rule`). Contributions to A through a periodic image of A are added
+    as usual.
     """
 
-    def __init__(self, pl: PairList, rows: slice, n_atoms: int, n_features: int):
-        self.pl, self.rows, self.n_atoms, self.n_features = pl, rows, n_atoms, n_features
-        self._blocks = []
+    def __init__(self, pl: PairList, rows: slice, n_atoms: int, entries: np.ndarray,
+                 out: np.ndarray):
+        self.pl, self.rows, self.n_atoms, self.entries, self.out = pl, rows, n_atoms, entries, out
 
     def add(self, pair, atom, cols, grad):
         """pair, atom: (n,); cols: (n, m) or (m,); grad: (n, 3, m) [feature unit/Å]."""
-        self._blocks.append((pair * self.n_atoms + atom, cols, grad))
+        F = self.out.shape[2]
+        dest = np.searchsorted(self.entries, pair * self.n_atoms + atom)  # (n,)
+        cols = np.broadcast_to(cols, (len(dest), grad.shape[2]))  # (n, m)
+        index = (dest[:, None, None] * 3 + np.arange(3)[:, None]) * F + cols[:, None, :]
+        np.add.at(self.out.reshape(-1), index.ravel(), grad.ravel())  # index, grad: (n, 3, m)
 
-    def result(self):
-        """(center, neighbor, values) of this chunk, sorted by pair then atom, folded."""
-        F, pairs = self.n_features, np.arange(self.rows.start, self.rows.stop)
-        own_a = pairs * self.n_atoms + self.pl.a[self.rows]  # every pair has an A entry
-        entries = np.sort(np.concatenate([own_a] + [keys for keys, _, _ in self._blocks]))
-        entries = entries[np.concatenate((entries[:1] >= 0, entries[1:] != entries[:-1]))]  # unique
-        out = np.zeros((len(entries), 3, F))
-        flat_out = out.reshape(-1)  # a view: (n_entries * 3 * F,)
-        for keys, cols, grad in self._blocks:
-            dest = np.searchsorted(entries, keys)  # (n,)
-            cols = np.broadcast_to(cols, (len(keys), grad.shape[2]))  # (n, m)
-            index = (dest[:, None, None] * 3 + np.arange(3)[:, None]) * F + cols[:, None, :]
-            np.add.at(flat_out, index.ravel(), grad.ravel())  # index, grad: (n, 3, m)
-        # sum rule: dG_p/dR_A = −Σ_{k≠A} dG_p/dR_k (entries are sorted by pair, A's included)
-        center = entries // self.n_atoms
-        total = np.add.reduceat(out, np.searchsorted(center, pairs), axis=0)  # (n_rows, 3, F)
-        out[np.searchsorted(entries, own_a)] -= total
-        return center, entries % self.n_atoms, out
+    def apply_sum_rule(self):
+        """dG_p/dR_A = −Σ_{k≠A} dG_p/dR_k (entries are sorted by pair, A's included)."""
+        pairs = np.arange(self.rows.start, self.rows.stop)
+        center = self.entries // self.n_atoms
+        total = np.add.reduceat(self.out, np.searchsorted(center, pairs), axis=0)  # (n_rows, 3, F)
+        own_a = pairs * self.n_atoms + self.pl.a[self.rows]
+        self.out[np.searchsorted(self.entries, own_a)] -= total
 
 
 def _check_r_cut(r_cut) -> float:
