@@ -24,7 +24,9 @@ cheap, large operations. The tricks, in the order they appear below:
 5. **Derivatives as matrix products.** d/dD_m of the sums above is D_m × (matrix ·
    vector) + (matrix · (vector ∘ D)), so the K×K matrices are reused and only the final
    products carry the 3 Cartesian components.
-6. **Reused buffers.** Every large array is a view into a buffer that lives for the whole
+6. **Half the triplets.** Without derivatives, only the unique pairs j < k (the upper
+   triangle of each K×K matrix) are evaluated, packed into a vector.
+7. **Reused buffers.** Every large array is a view into a buffer that lives for the whole
    call (:class:`Workspace`) and is filled with ``out=``: a fresh 0.5 MB array costs a page
    fault per 4 kB on first touch, which on a busy machine is slower than the arithmetic.
 
@@ -46,7 +48,7 @@ BLOCK_SIZE = 1 << 16
 
 
 class Workspace:
-    """Named scratch arrays, reused from block to block (trick 6).
+    """Named scratch arrays, reused from block to block (trick 7).
 
     ``ws.get("B", shape)`` returns an uninitialised array of that shape, a view into a
     buffer kept under that name and grown when needed. Arrays that are alive at the same
@@ -113,8 +115,9 @@ def _horner(coef, y, out):
 def _triplet_cutoff(plan, ws, tag, eta, y, derivatives):
     """B_jk = f_c(r_jk) e^{−η r_jk²} and B̂_jk = 2 dB/d(r_jk²) on a block, diagonal zero.
 
-    ``y`` = 2 r_jk²/r_c² − 1, already clamped at 1 (beyond the cutoff). ``tag`` names the
-    buffers (one per η). Returns arrays of shape (n_c, K, K); B̂ is None without derivatives.
+    ``y`` = 2 r_jk²/r_c² − 1, already clamped at 1 (beyond the cutoff), either full
+    (n_c, K, K) or packed (n_c, n_triangle). ``tag`` names the buffers (one per η). Returns
+    arrays of the shape of ``y``; B̂ is None without derivatives.
     """
     coef = plan.polynomials.get(eta)
     B = ws.get(f"B{tag}", y.shape)
@@ -141,10 +144,11 @@ def _triplet_cutoff(plan, ws, tag, eta, y, derivatives):
         if derivatives:
             with np.errstate(divide="ignore", invalid="ignore"):
                 B_hat[...] = np.where(r > 0, 2 * gauss * (dfc / (2 * r) - eta * fc), 0.0)
-    diag = np.arange(y.shape[-1])
-    B[:, diag, diag] = 0.0  # j = k is not a triplet
-    if derivatives:
-        B_hat[:, diag, diag] = 0.0
+    if y.ndim == 3:  # full (n_c, K, K) matrices: j = k is not a triplet
+        diag = np.arange(y.shape[-1])
+        B[:, diag, diag] = 0.0
+        if derivatives:
+            B_hat[:, diag, diag] = 0.0
     return B, B_hat
 
 
@@ -371,9 +375,58 @@ def _group_matrices(plan, ws, block, kind, eta, derivatives, B_cache):
     return B_cache[eta]
 
 
+@lru_cache(maxsize=256)
+def _triangle(K):
+    """Pairs j < k of K neighbours: (j, k, flat index j K + k), each shape (K(K−1)/2,)."""
+    j, k = np.triu_indices(K, 1)
+    return j, k, j * K + k
+
+
+def _angular_block_packed(plan, ws, block, cs, fc, dfc, values):
+    """Features only (trick 6): G4/G5 on the unique pairs j < k, packed in a vector.
+
+    The K×K matrices are symmetric, so after the two matrix products that give cos θ and
+    r_jk², everything is evaluated on the upper triangle only: half the work.
+    """
+    n_c, K = block.r.shape
+    j, k, flat = _triangle(K)
+    shape = (n_c, len(j))
+    cos = np.take(block.cos.reshape(n_c, K * K), flat, axis=1, out=ws.get("cos_p", shape))
+    y = np.take(block.y.reshape(n_c, K * K), flat, axis=1, out=ws.get("y_p", shape))
+    C, _ = _angular_stacks(plan, ws, cos, False)  # (n_zl, n_c, n_triangle)
+    onehot = (block.species[..., None] == np.arange(plan.n_el)).astype(float)  # (n_c, K, S)
+    n_pb = len(plan.element_pairs)
+    B_cache = {}
+    X = ws.get("X_p", (n_c, n_pb) + shape[1:])
+    for kind, eta, members, zls, norms in plan.groups:
+        a, _ = _pair_weights(plan, block.r, fc, dfc, eta, block.entries, block.valid)
+        if kind == "G4" and eta not in B_cache:
+            B_cache[eta] = _triplet_cutoff(plan, ws, len(B_cache), eta, y, False)[0]
+        if n_pb == 1:  # a_j a_k: outer product, then the triangle
+            outer = np.multiply(a[:, :, None], a[:, None, :], out=ws.get("outer", (n_c, K, K)))
+            np.take(outer.reshape(n_c, K * K), flat, axis=1, out=X[:, 0])
+        else:  # unordered element pairs: (s_j, s_k) = (s, t) or (t, s)
+            A = a[..., None] * onehot  # (n_c, K, S)
+            Aj, Ak = np.take(A, j, axis=1), np.take(A, k, axis=1)  # (n_c, n_triangle, S)
+            for pb, (sa, sb) in enumerate(plan.element_pairs):
+                np.multiply(Aj[..., sa], Ak[..., sb], out=X[:, pb])
+                if sa != sb:
+                    X[:, pb] += Aj[..., sb] * Ak[..., sa]
+        if kind == "G4":
+            X *= B_cache[eta][:, None]
+        Cz = _select(C, zls)  # (n_z, n_c, n_triangle)
+        # G[z, c, 0, pb] = Σ_t C[z, c, t] X[c, pb, t]
+        G = np.matmul(Cz[:, :, None, :], X.transpose(0, 2, 1)[None])
+        for pb in range(n_pb):
+            columns = plan.ang0 + pb * plan.n_ang + members
+            values[np.ix_(cs, columns)] = G[:, :, 0, pb].T * norms
+
+
 def _angular_block(plan, ws, block, cs, fc, dfc, values, entry):
     n_c, K = block.r.shape
     derivatives = entry is not None
+    if not derivatives:
+        return _angular_block_packed(plan, ws, block, cs, fc, dfc, values)
     C, dC = _angular_stacks(plan, ws, block.cos, derivatives)  # (n_zl, n_c, K, K)
     onehot = (block.species[..., None] == np.arange(plan.n_el)).astype(float)  # (n_c, K, S)
     n_pb = len(plan.element_pairs)
