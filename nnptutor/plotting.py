@@ -283,6 +283,11 @@ def learning_curve_plot(n_train, errors, ax=None, unit="meV", label=None, color=
     """
     ax = _axes(ax)
     ax.loglog(n_train, errors, "o-", label=label, color=color)
+    plain = mpl.ticker.FuncFormatter(lambda value, _: f"{value:g}")  # 200, not 2×10²
+    ax.set_xticks(n_train, [f"{n:g}" for n in n_train])
+    ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
     ax.set_xlabel("training structures")
     ax.set_ylabel(f"test MAE [{unit}]")
     if label:
