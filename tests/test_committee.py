@@ -19,6 +19,7 @@ from nnptutor.committee import (
     ActiveLearningHistory,
     Committee,
     active_learning,
+    md_errors,
     select_by_disagreement,
     select_randomly,
 )
@@ -257,3 +258,12 @@ def test_active_learning_rejects_bad_input(seed_images):
     with pytest.raises(ValueError, match="has no reference energy"):
         unlabelled = [a.copy() for a in seed_images[:2]]
         active_learning(committee, EMT(), unlabelled, top_k=1)
+
+
+def test_md_errors_compares_frames_with_the_oracle(trained, seed_images):
+    out = md_errors(trained, seed_images[0], EMT(), temperature_K=300.0, steps=10,
+                    timestep_fs=2.0, sample_interval=5, seed=0)
+    assert out["completed"] and out["steps_run"] == 10
+    np.testing.assert_array_equal(out["time_fs"], [10.0, 20.0])
+    assert np.all(out["max_force_error"] > 0) and np.all(np.isfinite(out["disagreement"]))
+    assert np.all(out["max_force_error"] < 5.0)  # a trained model near its data
