@@ -37,7 +37,8 @@ def langevin_snapshots(atoms: Atoms, calculator, temperature_K: float, n_samples
                        friction_per_fs: float = 0.02) -> list[Atoms]:
     """``n_samples`` snapshots of Langevin MD at ``temperature_K``, one every ``sample_every_fs``.
 
-    Momenta start from a Maxwell-Boltzmann distribution (no net translation or rotation);
+    Momenta start from a Maxwell-Boltzmann distribution (no net translation; no net rotation
+    for non-periodic structures);
     ``equilibration_fs`` of MD are discarded first. Each copy has
     ``info["temperature_K"]`` and no calculator.
     """
@@ -45,7 +46,8 @@ def langevin_snapshots(atoms: Atoms, calculator, temperature_K: float, n_samples
     atoms.calc = calculator
     thermalize_momenta(atoms, temperature_K, rng=rng)
     Stationary(atoms)
-    ZeroRotation(atoms)
+    if not atoms.pbc.any():
+        ZeroRotation(atoms)  # only free molecules and clusters may rotate as a whole
     dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature_K,
                    friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
     dyn.run(int(round(equilibration_fs / timestep_fs)))

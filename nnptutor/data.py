@@ -32,8 +32,8 @@ _UNITS = "energy eV (total), forces eV/Å, positions Å"
 _REGISTRY: dict[str, dict] = {
     "cu_emt": dict(
         file="cu_emt.extxyz.gz",
-        sha256="",
-        count=0,
+        sha256="c32541d9ea9922047493f4bc7cebb6d3a369994664b8d786658302a8e3daef06",
+        count=990,
         elements=("Cu",),
         description="Periodic fcc Cu: MD 300-1200 K, strained cells, vacancies, (111)/(100) slabs",
         method="EMT (effective-medium theory; energies relative to EMT's own reference, "
