@@ -45,14 +45,26 @@ def load(name: str):
         import ase.io
 
         return ase.io.read(os.path.join(folder, f"{name}.extxyz.gz"), index=":")
-    return nt.data.load(name)
+    # NNPTUTOR_BENCH_NO_VERIFY=1: use a freshly generated file before its sha256 is registered
+    return nt.data.load(name, verify_sha256=not os.environ.get("NNPTUTOR_BENCH_NO_VERIFY"))
 
 
 def cu_split(seed=0):
+    """ACSF.default features of cu_emt, split 80/20; cached in the temp folder (pickle of
+    our own arrays) so that the parts and bench_md.py featurise once."""
+    import pickle
+
     images = load("cu_emt")
     descriptor = ACSF.default(["Cu"], r_cut=6.0)
+    cache = os.path.join(tempfile.gettempdir(), "nnptutor_bench_cu_emt_features.pkl")
     t0 = time.perf_counter()
-    data = featurize(descriptor, images, progress=False)
+    if os.path.exists(cache):
+        with open(cache, "rb") as f:
+            data = pickle.load(f)
+    else:
+        data = featurize(descriptor, images, progress=False)
+        with open(cache, "wb") as f:
+            pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
     t_feat = time.perf_counter() - t0
     train, test = data.split(0.8, seed=seed)
     print(f"cu_emt: {len(images)} structures, {int(data.n_atoms.sum())} atoms, "

@@ -422,71 +422,76 @@ def _angular_block_packed(plan, ws, block, cs, fc, dfc, values):
             values[np.ix_(cs, columns)] = G[:, :, 0, pb].T * norms
 
 
+def _matvecs(M, R):
+    """M @ R for a few columns, one matrix–vector product per column.
+
+    numpy hands a batched (K×K)·(K×3) product to BLAS as many tiny matrix–matrix
+    products, which is several times slower than three matrix–vector products.
+
+    M : (..., K, K); R : (n_c, K, n_cols) → (..., K, n_cols)
+    """
+    out = np.empty(M.shape[:-1] + (R.shape[-1],))
+    for n in range(R.shape[-1]):
+        out[..., n] = (M @ np.ascontiguousarray(R[..., n:n + 1]))[..., 0]
+    return out
+
+
 def _angular_block(plan, ws, block, cs, fc, dfc, values, entry):
-    n_c, K = block.r.shape
-    derivatives = entry is not None
-    if not derivatives:
+    if entry is None:
         return _angular_block_packed(plan, ws, block, cs, fc, dfc, values)
-    C, dC = _angular_stacks(plan, ws, block.cos, derivatives)  # (n_zl, n_c, K, K)
+    C, dC = _angular_stacks(plan, ws, block.cos, True)  # (n_zl, n_c, K, K)
     onehot = (block.species[..., None] == np.arange(plan.n_el)).astype(float)  # (n_c, K, S)
-    n_pb = len(plan.element_pairs)
     B_cache = {}
     for kind, eta, members, zls, norms in plan.groups:
         a, da = _pair_weights(plan, block.r, fc, dfc, eta, block.entries, block.valid)
         A = a[..., None] * onehot  # (n_c, K, S): a_j for neighbours of each element
-        B, B_hat = _group_matrices(plan, ws, block, kind, eta, derivatives, B_cache)
-        Cz = _select(C, zls)  # (n_z, n_c, K, K), a view when zls are consecutive
-        n_z = len(zls)
-        # trick 2: X[pb] = (a_s a_tᵀ) ∘ B for every element pair (s, t), contracted with
-        # every C of this group: G[pb, z] = Σ_jk X[pb]_jk C[z]_jk
-        As = A[:, :, plan.pair_first].transpose(0, 2, 1)  # (n_c, n_pb, K): a_j, j of element s
-        At = A[:, :, plan.pair_second].transpose(0, 2, 1)  # (n_c, n_pb, K): a_k, k of element t
-        X = ws.get("X", (n_c, n_pb, K, K))
-        np.multiply(As[:, :, :, None], At[:, :, None, :], out=X)
-        X *= B[:, None]
-        X = X.reshape(n_c, n_pb, K * K)
-        G = np.empty((n_c, n_pb, n_z))
-        for z in range(n_z):
-            G[:, :, z] = (X @ Cz[z].reshape(n_c, K * K, 1))[..., 0]  # (n_c, n_pb)
-        for pb, (sa, sb) in enumerate(plan.element_pairs):
-            half = 0.5 if sa == sb else 1.0
-            columns = plan.ang0 + pb * plan.n_ang + members
-            values[np.ix_(cs, columns)] = G[:, pb] * (half * norms)
-        if derivatives:
-            _angular_block_derivatives(plan, ws, block, A, a, da, B, B_hat, Cz,
-                                       _select(dC, zls), members, norms, onehot, entry)
+        B, B_hat = _group_matrices(plan, ws, block, kind, eta, True, B_cache)
+        _angular_block_derivatives(plan, ws, block, cs, A, a, da, B, B_hat, _select(C, zls),
+                                   _select(dC, zls), members, norms, onehot, values, entry)
 
 
-def _angular_block_derivatives(plan, ws, block, A, a, da, B, B_hat, C, dC, members, norms,
-                               onehot, entry):
-    """dG/dD_m for every neighbour m of every centre in the block (trick 5).
+def _angular_block_derivatives(plan, ws, block, cs, A, a, da, B, B_hat, C, dC, members,
+                               norms, onehot, values, entry):
+    """Features and dG/dD_m for every neighbour m of every centre in the block (trick 5).
 
     With T(m, k) = a_m a_k B_mk C_mk and H_t(m) = Σ_{k of element t} ∂T(m, k)/∂D_m:
 
         H_t(m) = D_m [(a'_m/r_m)(M A_t)_m + a_m (N A_t)_m] − a_m (N (A_t∘D))_m
-                 + (a_m/r_m) [(P (A_t∘U))_m − U_m ((P∘cos) A_t)_m]
+                 + (a_m/r_m) [V_t(m) − U_m (U_m · V_t(m))],   V_t = P (A_t∘U)
 
-    with M = B∘C, N = B̂∘C, P = B∘C' (C' = dC/dcos θ). For the element pair (s, t):
-    dG/dD_m = [m is s] H_t(m) + [m is t] H_s(m) (once if s = t).
+    with M = B∘C, N = B̂∘C, P = B∘C' (C' = dC/dcos θ); the last term uses
+    Σ_k P_mk cos θ_mk a_k = U_m · Σ_k P_mk a_k U_k (cos θ_mk = U_m·U_k). For the element
+    pair (s, t): dG/dD_m = [m is s] H_t(m) + [m is t] H_s(m) (once if s = t), and the
+    features themselves are G_st = Σ_m A_s(m) (M A_t)_m (halved if s = t).
     """
     n_c, K = block.r.shape
     S = plan.n_el
+    n_z = C.shape[0]
     shape = C.shape  # (n_z, n_c, K, K)
-    M = np.multiply(C, B, out=ws.get("M", shape))  # B broadcast over (ζ, λ)
-    P = np.multiply(dC, B, out=ws.get("P", shape))
-    Pcos = np.multiply(P, block.cos, out=ws.get("Pcos", shape))
     AD = (A[..., None] * block.D[:, :, None, :]).reshape(n_c, K, 3 * S)  # (n_c, K, 3S)
     AU = (A[..., None] * block.U[:, :, None, :]).reshape(n_c, K, 3 * S)
+    M = np.multiply(C, B, out=ws.get("M", shape))  # B broadcast over (ζ, λ)
+    MA = _matvecs(M, A)  # (n_z, n_c, K, S)
+    # features: G[z, c, s, t] = Σ_m A[c, m, s] MA[z, c, m, t]
+    G = np.einsum("cms,zcmt->czst", A, MA)
+    for pb, (sa, sb) in enumerate(plan.element_pairs):
+        half = 0.5 if sa == sb else 1.0
+        columns = plan.ang0 + pb * plan.n_ang + members
+        values[np.ix_(cs, columns)] = G[:, :, sa, sb] * (half * norms)
+    P = np.multiply(dC, B, out=M)  # M is no longer needed
+    V = _matvecs(P, AU).reshape(n_z, n_c, K, S, 3)
     D = block.D[:, :, None, :]  # (n_c, K, 1, 3)
     U = block.U[:, :, None, :]
     col = lambda x: x[:, :, None, None]  # noqa: E731  (n_c, K) -> (n_c, K, 1, 1)
     inv_r = 1.0 / block.r
     # H: (n_z, n_c, K, S, 3)
-    H = D * ((col(da * inv_r)) * (M @ A)[..., None])
-    H += col(a * inv_r) * ((P @ AU).reshape(-1, n_c, K, S, 3) - U * (Pcos @ A)[..., None])
+    H = D * ((col(da * inv_r)) * MA[..., None])
+    H += col(a * inv_r) * (V - U * np.einsum("zcmsa,cmia->zcmsi", V, U))
     if B_hat is not None:
-        N = np.multiply(C, B_hat, out=M)  # M is no longer needed
-        H += D * (col(a) * (N @ A)[..., None]) - col(a) * (N @ AD).reshape(-1, n_c, K, S, 3)
+        N = np.multiply(C, B_hat, out=P)  # P is no longer needed
+        NAD = _matvecs(N, np.concatenate([A, AD], axis=2))  # (n_z, n_c, K, 4S)
+        H += D * (col(a) * NAD[..., :S, None])
+        H -= col(a) * NAD[..., S:].reshape(n_z, n_c, K, S, 3)
     H *= norms[:, None, None, None, None]
     rows = block.entries[block.valid]  # neighbour-list rows of the real neighbours
     for pb, (sa, sb) in enumerate(plan.element_pairs):
@@ -496,7 +501,10 @@ def _angular_block_derivatives(plan, ws, block, A, a, da, B, B_hat, C, dC, membe
             d = d + onehot[:, :, sb, None] * H[:, :, :, sa]
         columns = plan.ang0 + pb * plan.n_ang + members
         d = d.transpose(1, 2, 3, 0)[block.valid]  # (n_valid, 3, n_z)
-        entry[rows[:, None, None], np.arange(3)[None, :, None], columns[None, None, :]] = d
+        if np.array_equal(columns, np.arange(columns[0], columns[0] + len(columns))):
+            entry[rows, :, columns[0]:columns[0] + len(columns)] = d  # a slice: fast
+        else:
+            entry[rows[:, None, None], np.arange(3)[None, :, None], columns[None, None, :]] = d
 
 
 # --------------------------------------------------------------------------------------
@@ -598,8 +606,8 @@ def _angular_block_vjp(plan, ws, block, cs, fc, dfc, dE_dG, pair_index):
         dOm *= B  # now B Ω'
         av = a[..., None]  # (n_c, K, 1)
         alpha += (da * inv_r) * (Om @ av)[..., 0]
-        np.multiply(dOm, block.cos, out=tmp)
-        alpha -= (a * inv_r**2) * (tmp @ av)[..., 0]
+        # Σ_k BΩ'_mk cos θ_mk a_k = U_m · Σ_k BΩ'_mk a_k U_k  (cos θ_mk = U_m · U_k)
+        alpha -= (a * inv_r**2) * np.einsum("cma,cma->cm", block.U, _matvecs(dOm, a[..., None] * block.U))
         ar = (a * inv_r)
         np.multiply(dOm, ar[:, :, None], out=tmp)
         tmp *= ar[:, None, :]
@@ -609,7 +617,7 @@ def _angular_block_vjp(plan, ws, block, cs, fc, dfc, dE_dG, pair_index):
             BhO *= a[:, :, None]
             BhO *= a[:, None, :]
             beta -= BhO
-    return alpha[..., None] * block.D + beta @ block.D  # (n_c, K, 3)
+    return alpha[..., None] * block.D + _matvecs(beta, block.D)  # (n_c, K, 3)
 
 
 def _weighted_sum(omega, stack, zls, pairs, out, tmp):

@@ -359,26 +359,27 @@ def fold_entry_derivatives(i, j, entry_derivs, n_atoms):
     values : ndarray, shape (n_pairs, 3, n_features)
     """
     n_features = entry_derivs.shape[-1]
+    entry_derivs = entry_derivs.reshape(len(i), 3 * n_features)  # reduceat is fastest in 2D
     keys = i * n_atoms + j  # non-decreasing, since the list is sorted by (i, j)
     # sum entries that map to the same (i, j): all images of j seen from i
     if len(keys):
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-        summed = np.add.reduceat(entry_derivs, starts, axis=0)  # (n_unique, 3, F)
+        summed = np.add.reduceat(entry_derivs, starts, axis=0)  # (n_unique, 3 F)
         unique_keys = keys[starts]
         # self terms: minus the sum over all entries of each centre
-        per_centre = np.zeros((n_atoms, 3, n_features))
+        per_centre = np.zeros((n_atoms, 3 * n_features))
         centre_starts = np.flatnonzero(np.r_[True, i[1:] != i[:-1]])
         per_centre[i[centre_starts]] = np.add.reduceat(entry_derivs, centre_starts, axis=0)
     else:
-        summed = np.zeros((0, 3, n_features))
+        summed = np.zeros((0, 3 * n_features))
         unique_keys = keys
-        per_centre = np.zeros((n_atoms, 3, n_features))
+        per_centre = np.zeros((n_atoms, 3 * n_features))
     self_keys = np.arange(n_atoms) * (n_atoms + 1)
     all_keys = np.union1d(unique_keys, self_keys)  # sorted
-    values = np.zeros((len(all_keys), 3, n_features))
+    values = np.zeros((len(all_keys), 3 * n_features))
     values[np.searchsorted(all_keys, unique_keys)] += summed
     values[np.searchsorted(all_keys, self_keys)] -= per_centre
-    return all_keys // n_atoms, all_keys % n_atoms, values
+    return all_keys // n_atoms, all_keys % n_atoms, values.reshape(-1, 3, n_features)
 
 
 # --------------------------------------------------------------------------------------
