@@ -112,7 +112,8 @@ def show_symmetry_functions(
         ax.set_yticklabels([label.split("(")[0] for label in descriptor.feature_labels], fontsize=7)
         ax.set(xlabel="atom index", title=f"fingerprint of {atoms.get_chemical_formula()}")
         fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # use_style() sets constrained layout; tight_layout would clash
+        fig.tight_layout()
     return fig
 
 
