@@ -137,11 +137,12 @@ def nve_drift(atoms, calc, n_steps=2000):
     return 1000 * slope, 1000 * np.ptp(energies), float(np.mean(temps)), elapsed
 
 
-def part_nve(pot):
-    print("\n## NVE, 108 Cu atoms, 1 fs, 2 ps, started at 1200 K kinetic (about 600 K)")
+def part_nve(pot, n_steps=2000):
+    print(f"\n## NVE, 108 Cu atoms, 1 fs, {n_steps / 1000:g} ps, started at 1200 K kinetic "
+          "(about 600 K)")
     start = cu108(temperature_K=1200, seed=7)
     for name, calc in (("NNP", nt.NNPCalculator(pot, warn=False)), ("EMT", EMT())):
-        slope, spread, temp, elapsed = nve_drift(start, calc)
+        slope, spread, temp, elapsed = nve_drift(start, calc, n_steps)
         print(f"{name}: drift {slope:+.4f} meV/atom/ps, max-min {spread:.3f} meV/atom, "
               f"mean T {temp:.0f} K ({elapsed:.0f} s)", flush=True)
 
@@ -149,6 +150,7 @@ def part_nve(pot):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["cost", "dft", "nve"])
+    parser.add_argument("--nve-steps", type=int, default=2000, help="1 fs steps (default 2 ps)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     torch.set_num_threads(1)
@@ -159,7 +161,7 @@ def main():
     if args.only in (None, "dft"):
         part_dft()
     if args.only in (None, "nve"):
-        part_nve(pot)
+        part_nve(pot, args.nve_steps)
 
 
 if __name__ == "__main__":
