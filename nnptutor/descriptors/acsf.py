@@ -289,11 +289,31 @@ class ACSF(Descriptor):
             One entry per image: ``values`` (n_atoms, n_features) or
             ``(values, SparseDerivatives)``.
         """
+        from tqdm.auto import tqdm
+
         images = list(images)
         if not images:
             return []
+        # chunks of about BATCH_ATOMS atoms bound the memory of the per-entry derivatives
+        sizes = np.array([len(a) if isinstance(a, Atoms) else 0 for a in images])
+        chunk = np.cumsum(sizes) // self.BATCH_ATOMS
+        bounds = np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1], True])
+        out = []
+        with tqdm(total=len(images), desc="ACSF", disable=not progress) as bar:
+            for lo, hi in zip(bounds[:-1], bounds[1:]):
+                try:
+                    out += self._compute_batch(images[lo:hi], derivatives)
+                except ValueError as err:
+                    raise ValueError(_renumber_image(str(err), lo)) from None
+                bar.update(hi - lo)
+        return out
+
+    #: Largest number of atoms featurised in one batch by :meth:`compute_many`.
+    BATCH_ATOMS = 8192
+
+    def _compute_batch(self, images, derivatives):
         i, j, vectors, distances, numbers, offsets = batched_pairs(
-            images, self.r_cut, self.elements, progress
+            images, self.r_cut, self.elements, False
         )
         species = self.species_index(numbers)
         values, entry_derivs = self._engine()(self, i, j, vectors, distances, species, derivatives)
@@ -660,3 +680,13 @@ def _check_images(images, elements, positions, numbers, molecule, sizes):
             check_atoms(images[n], elements)
         except ValueError as err:
             raise ValueError(f"image {n}: {err}") from None
+
+
+def _renumber_image(message, offset):
+    """Shift the index in an "image n: ..." message by the chunk's first image."""
+    import re
+
+    match = re.match(r"image (\d+): (.*)", message, re.S)
+    if not match:
+        return message
+    return f"image {int(match.group(1)) + offset}: {match.group(2)}"
