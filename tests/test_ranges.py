@@ -104,3 +104,25 @@ def test_range_report_flags_constant_and_duplicate_columns():
     text = repr(report)
     assert "constant" in text and "duplicate of #0" in text
     assert "<table>" in report._repr_html_()
+
+
+def test_range_report_with_acsf_flags_the_constant_columns_of_a_perfect_crystal():
+    from ase.build import bulk
+
+    from nnptutor.descriptors.acsf import ACSF
+
+    d = ACSF(["Cu"], 4.0, g2=[(0.5, 0.0), (0.5, 0.0 + 1e-9)])  # two (nearly) equal columns
+    perfect = bulk("Cu", "fcc", a=3.61, cubic=True)
+    rattled = []
+    for seed in range(3):
+        atoms = perfect.repeat((2, 1, 1))
+        atoms.rattle(0.1, seed=seed)
+        rattled.append(atoms)
+    report = range_report(d, rattled)
+    rows = list(report)
+    assert [r.label for r in rows] == d.feature_labels
+    assert not any(r.constant for r in rows)  # rattling changes every column
+    assert [r.duplicate_of for r in rows] == [None, None, 1]
+    # one structure only: every atom sees the same environment -> all columns constant
+    single = range_report(d, [perfect])
+    assert all(r.constant for r in single)
