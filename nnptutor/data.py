@@ -61,6 +61,16 @@ _REGISTRY: dict[str, dict] = {
         code="tblite 0.8.0 (tblite.ase.TBLite), ASE 3.29.0",
         info_keys=("kind", "temperature_K", "run"),
     ),
+    "water_clusters_xtb": dict(
+        file="water_clusters_xtb.extxyz.gz",
+        sha256="7a8dd49f0435ec47b3d2a43232dd484ed9c1db6fab9be55f8b77fad23a98323c",
+        count=336,
+        elements=("H", "O"),
+        description="(H2O)n clusters, n = 2-8, Langevin MD at 150 and 300 K (48 per size)",
+        method="GFN2-xTB (semi-empirical tight binding), geometries from GFN2-xTB MD",
+        code="tblite 0.8.0 (tblite.ase.TBLite), ASE 3.29.0",
+        info_keys=("kind", "n_molecules", "isomer", "temperature_K"),
+    ),
 }
 
 
