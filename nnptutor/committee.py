@@ -33,7 +33,6 @@ Taught in notebooks/07_committee_learning.ipynb.
 """
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 from dataclasses import dataclass, field

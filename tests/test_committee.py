@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import all_changes
 from ase.calculators.emt import EMT
 from scipy.stats import spearmanr
 
@@ -254,7 +254,8 @@ def test_active_learning_rejects_bad_input(seed_images):
     with pytest.raises(ValueError, match="thermostat"):
         active_learning(committee, EMT(), seed_images[:2], top_k=1, thermostat="nose")
     with pytest.raises(ValueError, match="md_temperature_K must be one value or 2"):
-        active_learning(committee, EMT(), seed_images[:2], top_k=1, md_temperature_K=[300, 600, 900])
+        active_learning(committee, EMT(), seed_images[:2], top_k=1,
+                        md_temperature_K=[300, 600, 900])
     with pytest.raises(ValueError, match="has no reference energy"):
         unlabelled = [a.copy() for a in seed_images[:2]]
         active_learning(committee, EMT(), unlabelled, top_k=1)
