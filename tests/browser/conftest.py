@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from processes import alive, descendants, stop
+from processes import alive, descendants, processes_mentioning, stop
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -34,6 +34,7 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--no-proxy-server",
+    "--disable-checker-imaging",  # paint images in the frame that shows them (screenshots)
 ]
 INSTALL_HINT = (
     "browser tests need Debian's Chromium and Playwright's Python package: "
@@ -171,10 +172,11 @@ def lab_server(browser_available, tmp_path_factory):
         PYTHONUNBUFFERED="1", OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"),
     )
     port, token = _free_port(), secrets.token_hex(24)
+    env["JUPYTER_TOKEN"] = token  # the random token, by environment: ps shows arguments to all
     command = [
         sys.executable, "-m", "jupyter", "lab", "--no-browser",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        f"--ServerApp.root_dir={root}",
         "--ServerApp.terminals_enabled=False",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.news_url=None", "--LabApp.extension_manager=readonly",
@@ -234,17 +236,6 @@ class Browser:
 
         context.route("**/*", guard)
 
-    def chromium_pids(self) -> list[int]:
-        """Chromium processes started with this session's profile folder."""
-        pids = []
-        for entry in Path("/proc").glob("[0-9]*"):
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if str(self.profile).encode() in cmdline:
-                pids.append(int(entry.name))
-        return pids
 
 
 @pytest.fixture(scope="session")
@@ -264,8 +255,9 @@ def browser(lab_server, tmp_path_factory):
         yield session
         assert not session.outside_requests, f"requests left loopback: {session.outside_requests}"
     finally:
-        pids = session.chromium_pids() if context is not None else []
-        _safe(lambda: context.close(), None)
+        pids = processes_mentioning(str(profile))
+        if context is not None:
+            _safe(context.close, None)
         playwright.stop()
         stop([p for p in pids if alive(p)], timeout=5)
 

@@ -7,6 +7,7 @@ app for the notebook model and send code to the notebook's own kernel.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import numpy as np
+from PIL import Image
 
 # JavaScript run in the page; the panel is the notebook tab under test.
 _PANEL = "window.__notebookUnderTest"
@@ -71,6 +74,21 @@ _IMAGES_NEAR = """(slider) => {
   }
   return [];
 }"""
+# Boxes of a cell's images relative to the cell, once decoded and two frames painted.
+_DECODED_IMAGE_BOXES = """async (cell) => {
+  const images = Array.from(cell.querySelectorAll('img'));
+  await Promise.all(images.map(img => img.decode().catch(() => null)));
+  await new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
+  const origin = cell.getBoundingClientRect();
+  return images.filter(img => img.naturalWidth > 0).map(img => {
+    const box = img.getBoundingClientRect();
+    return [box.left - origin.left, box.top - origin.top, box.width, box.height];
+  });
+}"""
+# Force layout and paint of a cell's images again (a captured frame may have skipped them).
+_REPAINT_IMAGES = """(cell) => cell.querySelectorAll('img').forEach(img => {
+  img.style.display = 'none'; void img.offsetHeight; img.style.display = '';
+})"""
 # Every slider widget in the kernel: model id -> [description, value shown to the student].
 _KERNEL_SLIDERS = """
 import json as _json, warnings as _warnings
@@ -302,22 +320,36 @@ class NotebookTab:
         return SliderMove(label, before_readout, readout.inner_text(), after_images is not None,
                           change, after_kernel)
 
-    def screenshot(self, index: int, path: Path):
-        """Save a PNG of cell ``index`` once its figures are decoded; return their sizes."""
+    def screenshot(self, index: int, path: Path, attempts: int = 4) -> bool:
+        """Save a PNG of cell ``index``; return whether every figure in it shows on the PNG.
+
+        A busy headless Chromium may capture a freshly decoded image before painting it, so
+        the capture is checked (ink inside each image's box) and retried.
+        """
         cell = self.cell(index)
         cell.scroll_into_view_if_needed()
-        cell.evaluate("""async cell => { await Promise.all(Array.from(cell.querySelectorAll('img'))
-                                        .map(img => img.decode().catch(() => null))); }""")
-        sizes = cell.evaluate("""cell => Array.from(cell.querySelectorAll('img'))
-                                 .map(img => [img.naturalWidth, img.naturalHeight])""")
-        cell.screenshot(path=str(path))
-        return sizes
+        for _ in range(attempts):
+            boxes = cell.evaluate(_DECODED_IMAGE_BOXES)
+            png = cell.screenshot(path=str(path))
+            if boxes and all(_ink(png, box) > 0.01 for box in boxes):
+                return True
+            cell.evaluate(_REPAINT_IMAGES)
+            time.sleep(0.5)
+        return False
 
     def close(self):
         """Shut the notebook's kernel down and close its tab (unsaved)."""
         kernel = self.page.evaluate(_CLOSE)
         if kernel and any(k["id"] == kernel for k in self.server.api("/api/kernels")):
             self.server.delete(f"/api/kernels/{kernel}")
+
+
+def _ink(png: bytes, box) -> float:
+    """Fraction of clearly non-white pixels of a PNG inside ``box`` (left, top, width, height)."""
+    gray = np.asarray(Image.open(io.BytesIO(png)).convert("L"))  # (height, width)
+    left, top, width, height = (int(round(v)) for v in box)
+    region = gray[max(top, 0):top + height, max(left, 0):left + width]
+    return float((region < 200).mean()) if region.size else 0.0
 
 
 def readout_matches(readout: str, value) -> bool:

@@ -26,6 +26,19 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def processes_mentioning(text: str) -> list[int]:
+    """Process ids whose command line contains ``text`` (e.g. a Chromium profile folder)."""
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from processes import descendants, inet_sockets, off_loopback
+from processes import descendants, inet_sockets, off_loopback, processes_mentioning
 
 pytestmark = pytest.mark.browser
 
@@ -50,3 +50,9 @@ def test_browser_made_no_request_beyond_loopback(browser, lab_server):
     # ... so an empty record after the course has run means it made none (checked again at
     # the end of the session, after every test)
     assert browser.outside_requests == []
+
+
+def test_chromium_holds_loopback_sockets_only(browser, lab_page):
+    pids = processes_mentioning(str(browser.profile))
+    assert len(pids) > 1, "no Chromium processes found for this session's profile"
+    assert off_loopback(pids) == [], "Chromium holds a socket beyond loopback"
