@@ -53,8 +53,19 @@ def scaled_centre_energies(model, shift, scale, features, types):
     -------
     Tensor, shape (n_centres,)
         [eV], without reference energies.
+
+    Notes
+    -----
+    If ``model.vanishing_features`` is set (pair-centred descriptors, see
+    :meth:`Descriptor.features_at_cutoff`), the energy of a centre with those features is
+    subtracted, so that a pair crossing the cutoff changes E continuously.
     """
-    return model((features - shift[types]) / scale[types], types)
+    energies = model((features - shift[types]) / scale[types], types)
+    null = getattr(model, "vanishing_features", None)
+    if null is not None:
+        null = null.to(features.dtype).expand(len(types), -1)  # (n_centres, n_features)
+        energies = energies - model((null - shift[types]) / scale[types], types)
+    return energies
 
 
 class Potential:
@@ -100,6 +111,10 @@ class Potential:
         self.feature_shift = torch.zeros(shape, dtype=torch.float64)
         self.feature_scale = torch.ones(shape, dtype=torch.float64)
         self.feature_range = None
+        # derived from the descriptor, never saved: see scaled_centre_energies
+        at_cutoff = descriptor.features_at_cutoff()
+        model.vanishing_features = None if at_cutoff is None else torch.as_tensor(
+            at_cutoff, dtype=torch.float64)
         self._zmap = np.full(119, -1)
         self._zmap[[atomic_numbers[e] for e in descriptor.elements]] = np.arange(len(descriptor.elements))
 
@@ -159,15 +174,11 @@ class Potential:
                                       features, types)
 
     def _centre_atoms(self, atoms: Atoms, n_centres: int):
-        """Atoms of each centre, shape (n_centres, k), or None if unknown."""
-        if n_centres == len(atoms):
-            return np.arange(n_centres)[:, None]
-        if hasattr(self.descriptor, "centre_atoms"):
-            return np.asarray(self.descriptor.centre_atoms(atoms))
-        if hasattr(self.descriptor, "pairs"):  # PairACSF: centres are atom pairs (a, b)
-            pairs = self.descriptor.pairs(atoms)
-            return np.stack([pairs.a, pairs.b], axis=1)
-        return None
+        """Atoms of each centre, shape (n_centres, k) (:meth:`Descriptor.centre_atoms`)."""
+        members = np.asarray(self.descriptor.centre_atoms(atoms))
+        if len(members) != n_centres:
+            raise RuntimeError(f"descriptor gave {len(members)} centre memberships for {n_centres} centres")
+        return members
 
     def predict(self, atoms: Atoms, forces: bool = True, warn: bool = True) -> dict:
         """Energy, per-atom energies and forces of one structure.
@@ -209,8 +220,8 @@ class Potential:
         members = self._centre_atoms(atoms, len(e_centres))
         if members is None:
             result["energies"] = None
-        elif len(e_centres) == len(atoms):  # atom-centred: centre k is atom k
-            result["energies"] = ref_atoms + e_centres
+        elif members.shape[1] == 1 and (members[:, 0] == np.arange(len(atoms))).all():
+            result["energies"] = ref_atoms + e_centres  # atom-centred: centre k is atom k
         else:  # split each centre's energy equally between its atoms
             share = np.repeat(e_centres / members.shape[1], members.shape[1])
             result["energies"] = ref_atoms + np.bincount(members.ravel(), share, len(atoms))

@@ -385,3 +385,22 @@ def test_pair_potential_needs_a_pair_descriptor():
 
     with pytest.raises(ValueError, match="needs a PairACSF"):
         nt.PairPotential(ACSF.default(["Cu"], r_cut=R_CUT))
+
+
+def test_pair_potential_energy_is_continuous_when_a_pair_crosses_the_cutoff():
+    """A pair leaving the cutoff must take no energy with it (features_at_cutoff offset)."""
+    from ase import Atoms
+
+    from nnptutor.pair_model import PairPotential
+
+    descriptor = PairACSF.default(["Cu"], r_cut=4.0)
+    pot = PairPotential(descriptor, hidden=(8,), seed=1)
+    # random scaling so the untrained network gives a clearly nonzero pair energy
+    pot.feature_shift += 0.3
+    energies = []
+    for r in (4.0 - 1e-7, 4.0 + 1e-7):
+        dimer = Atoms("Cu2", positions=[[0, 0, 0], [r, 0, 0]])
+        energies.append(pot.predict(dimer, forces=False, warn=False)["energy"])
+    assert abs(energies[0] - energies[1]) < 1e-9
+    inside = pot.predict(Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]]), forces=False, warn=False)
+    assert abs(inside["energy"] - energies[1]) > 1e-4  # the guard: pairs do carry energy

@@ -163,6 +163,22 @@ class Descriptor:
         """Names of the centre types, one network per type (default: the elements)."""
         return tuple(self.elements)
 
+    def centre_atoms(self, atoms: Atoms) -> np.ndarray:
+        """Atoms each centre belongs to, shape (n_centres, k), int (default: atom i, k = 1).
+
+        Used to split centre energies between atoms and to flag extrapolating atoms.
+        """
+        return np.arange(len(atoms))[:, None]
+
+    def features_at_cutoff(self) -> np.ndarray | None:
+        """Features of a centre that is just leaving the cutoff, shape (n_features,), or None.
+
+        Atom-centred descriptors return None: their centres (atoms) never appear or vanish.
+        A pair-centred descriptor gains and loses centres as pairs cross r_cut; a potential
+        subtracts the network's energy at these features so that E stays continuous.
+        """
+        return None
+
     def centre_types(self, atoms: Atoms) -> np.ndarray:
         """Type index of every centre, shape (n_centres,), int (default: element index)."""
         from ase.data import atomic_numbers

@@ -281,6 +281,17 @@ class PairACSF(Descriptor):
         pl = self.pairs(atoms)
         return np.stack([pl.a, pl.b], axis=1)
 
+    def features_at_cutoff(self) -> np.ndarray:
+        """Features of a pair at R_AB = r_c, shape (n_features,).
+
+        Every function carries f_c(R_AB) and vanishes there, except P5 = R_AB = r_c.
+        :class:`~nnptutor.potential.Potential` subtracts E_pair at these features, so a pair
+        that crosses the cutoff adds or removes no energy (gmp.md §15; smooth MD).
+        """
+        values = np.zeros(self.n_features)
+        values[[k for k, label in enumerate(self.feature_labels) if label.startswith("P5")]] = self.r_cut
+        return values
+
     def centre_types(self, atoms: Atoms) -> np.ndarray:
         """Index into :attr:`type_labels` of every pair, shape (n_pairs,), int."""
         pl = self.pairs(atoms)
