@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from ase import Atoms
+from ase.data import atomic_numbers
 
 from nnptutor.potential import Potential, scaled_centre_energies
 
@@ -154,8 +155,7 @@ def featurize(descriptor, images: Sequence[Atoms], derivatives: bool = True,
     images = list(images)
     if not images:
         raise ValueError("no structures to featurise")
-    zmap = {z: k for k, z in enumerate(
-        [__import__("ase").data.atomic_numbers[e] for e in descriptor.elements])}
+    zmap = {atomic_numbers[e]: k for k, e in enumerate(descriptor.elements)}
     values, types, center, neighbor, derivs, forces = [], [], [], [], [], []
     energies, n_atoms, compositions = [], [], []
     for k, atoms in enumerate(images):
