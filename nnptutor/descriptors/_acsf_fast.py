@@ -1,4 +1,4 @@
-r"""The fast ACSF path: the same numbers as the reference, 5–10× faster than DScribe.
+r"""The fast ACSF path: the same numbers as the reference, 3–4× faster than DScribe.
 
 Pure numpy. The reference implementation (:func:`.acsf.reference_features`) builds one
 row per triplet (i, j, k) and evaluates exp, cos and a power for each row and each

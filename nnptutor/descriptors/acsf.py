@@ -25,7 +25,8 @@ Two implementations give the same numbers (tested to 1e-12):
   pair and one row per triplet, the equations written out. This is the one
   notebooks/03_symmetry_functions.ipynb shows.
 * ``method="fast"`` (default, :mod:`._acsf_fast`): dense per-centre neighbour blocks and
-  batched matrix products; 5–10× faster than DScribe's C++ on bulk metals.
+  batched matrix products; 3–4× faster than DScribe's C++ on bulk metals
+  (benchmarks/README.md).
 
 Derivatives: every term depends on R_i and R_j only through D_p = R_j + shift − R_i of a
 neighbour-list entry p. Both implementations compute dG_i/dD_p per entry and then *fold*
