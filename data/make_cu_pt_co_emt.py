@@ -9,7 +9,7 @@ Contents (``atoms.info["kind"]``):
 * ``adsorbate``: one CO on a 3x3x3 fcc(111) slab of Cu or Pt (27 metal atoms, 14 Å vacuum,
   periodic in-plane only) at the ontop, bridge, fcc and hcp sites; each relaxed with BFGS
   (max |F| < 0.05 eV/Å), then Langevin MD (1 fs steps, friction 0.02/fs) at 300 and 500 K,
-  300 fs of equilibration, one snapshot every 30 fs (12 per run): 192 structures.
+  200 fs of equilibration, one snapshot every 25 fs (12 per run): 192 structures.
   ``info``: metal, site, temperature_K.
 * ``alloy``: 32-atom (2x2x2 cubic) fcc Cu(1-x)Pt(x) cells with random occupations,
   x = 0.25, 0.5, 0.75, two random arrangements each, lattice constant from Vegard's law
@@ -17,7 +17,8 @@ Contents (``atoms.info["kind"]``):
   steps) at 300, 600 and 900 K, 1 ps of equilibration, one snapshot every 40 fs (10 per run):
   180 structures. ``info``: x_Pt, temperature_K.
 
-EMT's C and O parameters are rough (EMT was fitted to metals); the data teach multi-element
+EMT's C and O parameters are rough (EMT was fitted to metals): in most runs the CO
+dissociates into C and O adatoms within the first picosecond. The data teach multi-element
 models, not surface chemistry.
 """
 from pathlib import Path
@@ -55,7 +56,7 @@ def main():
             slab = co_on_slab(metal, site)
             for T in (300, 500):
                 for snap in langevin_snapshots(slab, EMT(), T, 12, rng, timestep_fs=1.0,
-                                               sample_every_fs=30.0, equilibration_fs=300.0):
+                                               sample_every_fs=25.0, equilibration_fs=200.0):
                     snap.info.update(kind="adsorbate", metal=metal, site=site)
                     images.append(snap)
     for x in (0.25, 0.5, 0.75):

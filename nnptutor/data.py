@@ -71,6 +71,18 @@ _REGISTRY: dict[str, dict] = {
         code="tblite 0.8.0 (tblite.ase.TBLite), ASE 3.29.0",
         info_keys=("kind", "n_molecules", "isomer", "temperature_K"),
     ),
+    "cu_pt_co_emt": dict(
+        file="cu_pt_co_emt.extxyz.gz",
+        sha256="efc2760568cb7515552379f0700093e11ba92192796e7d65080c0f50c7e270bf",
+        count=372,
+        elements=("C", "O", "Cu", "Pt"),
+        description="CO on Cu(111)/Pt(111) at four sites (EMT lets most CO dissociate into "
+        "C and O adatoms), and random CuPt alloys, from MD",
+        method="EMT (effective-medium theory, with its rough C and O parameters; energies "
+        "relative to EMT's own reference)",
+        code="ASE 3.29.0, ase.calculators.emt.EMT",
+        info_keys=("kind", "temperature_K", "metal", "site", "x_Pt"),
+    ),
 }
 
 
