@@ -336,10 +336,14 @@ def _radial(acsf, plan, i, j, vectors, distances, species, values, entry):
         flat[key_sorted[starts]] = sums
         values[:, : plan.ang0] = flat.reshape(n_atoms, plan.ang0)
     if entry is not None:
-        per_entry = (vectors / distances[:, None])[:, :, None] * dterms[:, None, :]
-        for s in range(plan.n_el):
-            rows = np.flatnonzero(s_j == s)
-            entry[rows, :, s * plan.n_rad:(s + 1) * plan.n_rad] = per_entry[rows]
+        unit = vectors / distances[:, None]  # (n_pairs, 3)
+        if plan.n_el == 1:  # straight into the slice: no (n_pairs, 3, n_rad) temporary
+            np.multiply(unit[:, :, None], dterms[:, None, :], out=entry[:, :, :plan.n_rad])
+        else:
+            per_entry = unit[:, :, None] * dterms[:, None, :]
+            for s in range(plan.n_el):
+                rows = np.flatnonzero(s_j == s)
+                entry[rows, :, s * plan.n_rad:(s + 1) * plan.n_rad] = per_entry[rows]
     return fc, dfc
 
 

@@ -388,17 +388,21 @@ def fold_entry_derivatives(i, j, entry_derivs, n_atoms):
         summed = np.add.reduceat(entry_derivs, starts, axis=0)  # (n_unique, 3 F)
         unique_keys = keys[starts]
         # self terms: minus the sum over all entries of each centre
+        # (the partial sums per (i, j) are fewer rows than the entries)
         per_centre = np.zeros((n_atoms, 3 * n_features))
-        centre_starts = np.flatnonzero(np.r_[True, i[1:] != i[:-1]])
-        per_centre[i[centre_starts]] = np.add.reduceat(entry_derivs, centre_starts, axis=0)
+        unique_i = unique_keys // n_atoms
+        centre_starts = np.flatnonzero(np.r_[True, unique_i[1:] != unique_i[:-1]])
+        per_centre[unique_i[centre_starts]] = np.add.reduceat(summed, centre_starts, axis=0)
     else:
         summed = np.zeros((0, 3 * n_features))
         unique_keys = keys
         per_centre = np.zeros((n_atoms, 3 * n_features))
     self_keys = np.arange(n_atoms) * (n_atoms + 1)
-    all_keys = np.union1d(unique_keys, self_keys)  # sorted
+    # sorted union of two sorted key lists (a merge; np.union1d would hash)
+    all_keys = np.sort(np.concatenate([unique_keys, self_keys]), kind="stable")
+    all_keys = all_keys[np.r_[True, all_keys[1:] != all_keys[:-1]]]
     values = np.zeros((len(all_keys), 3 * n_features))
-    values[np.searchsorted(all_keys, unique_keys)] += summed
+    values[np.searchsorted(all_keys, unique_keys)] = summed  # keys are unique: no +=
     values[np.searchsorted(all_keys, self_keys)] -= per_centre
     return all_keys // n_atoms, all_keys % n_atoms, values.reshape(-1, 3, n_features)
 
