@@ -10,10 +10,9 @@ pair network, and :class:`~nnptutor.potential.Potential`, :func:`nnptutor.train`
 centres are. Forces follow by the chain rule through every pair's features:
 F_k = −Σ_p Σ_f ∂E/∂G_pf · ∂G_pf/∂R_k.
 
-Caveat: a pair entering the cutoff adds E_pair(G → G_cut) (the features of a pair at
-R_AB = r_c, zero except P5), which the network does not force to zero, so the energy
-jumps by that amount when a pair crosses r_c (module docstring of
-:mod:`nnptutor.descriptors.pcsf`).
+Continuity: the potential subtracts E_pair(G_cut), the network's energy for a pair at
+R_AB = r_c (:meth:`PairACSF.features_at_cutoff`), so a pair crossing the cutoff adds or
+removes no energy (:func:`nnptutor.potential.scaled_centre_energies`).
 
 Taught in notebooks/08_pair_symmetry_functions.ipynb.
 """

@@ -27,10 +27,11 @@ The angle in P4 (RuNNer ``pairsymfunction4``): for a homonuclear pair θ is the 
 the neighbour n* between n→A and n→B, so P4 is symmetric under A ↔ B; for a heteronuclear
 pair (A the lighter element) θ is the angle *at B* between B→n and B→A.
 
-Smoothness: every function except P5 goes to zero with zero slope as R_AB → r_c. A pair
-still enters eq. (1) with E_pair(G = 0), which a network need not make zero, so a pair
-crossing r_c makes the energy jump; with P5 the features jump as well. Keep that in mind
-for MD (P5 is off by default).
+Smoothness: every function except P5 goes to zero with zero slope as R_AB → r_c. A network
+need not give E_pair = 0 there, so :class:`~nnptutor.potential.Potential` subtracts the
+energy of a pair at the cutoff (:meth:`PairACSF.features_at_cutoff`) and E stays continuous
+as pairs cross r_c. P5 = R_AB itself does not vanish, so its derivative jumps at r_c: it is
+off by default.
 
 Derivatives use the sparse layout of :class:`~nnptutor.descriptors.base.SparseDerivatives`
 with the pair as the centre: entry e holds dG[pair, :]/dR[atom, :] for every atom of the
