@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-import torch
 from ase import Atoms, units
 
 from nnptutor.exceptions import ExtrapolationWarning
@@ -360,27 +359,7 @@ def _member_prediction(pot: Potential, atoms, values, types_np, vjp) -> dict:
     Returns energy [eV], energies (n_atoms,) [eV], extrapolating (n_atoms,) bool and, if
     ``vjp`` is given, forces (n_atoms, 3) [eV/Å].
     """
-    forces = vjp is not None
-    x = torch.from_numpy(np.asarray(values)).to(pot.model.dtype).requires_grad_(forces)
-    types = torch.from_numpy(types_np)
-    with torch.enable_grad() if forces else torch.no_grad():
-        e_centres = pot.centre_energies(x, types)  # (n_centres,)
-        grad = (torch.autograd.grad(e_centres.sum(), x)[0].to(torch.float64).numpy()
-                if forces else None)
-    e_centres = e_centres.detach().to(torch.float64).numpy()
-    ref = np.array([pot.reference_energies[e] for e in pot.descriptor.elements])
-    energies = ref[pot._zmap[atoms.numbers]]  # (n_atoms,) reference part
-    centre_atoms = pot._centre_atoms(atoms, len(e_centres))  # (n_centres, k) or None
-    if centre_atoms is None:
-        raise ValueError(f"{type(pot.descriptor).__name__} does not say which atoms its centres "
-                         "belong to; a committee needs per-atom energies")
-    share = np.repeat(e_centres / centre_atoms.shape[1], centre_atoms.shape[1])  # (n_centres*k,)
-    energies = energies + np.bincount(centre_atoms.ravel(), share, len(atoms))
-    out = {"energy": float(energies.sum()), "energies": energies,
-           "extrapolating": pot._extrapolating(atoms, values, types_np, centre_atoms)}
-    if forces:
-        out["forces"] = -np.asarray(vjp(grad))
-    return out
+    return pot.predict_from_features(atoms, values, types_np, vjp, warn=False)
 
 
 # ---------------------------------------------------------------------------------------

@@ -196,20 +196,41 @@ class Potential:
         -------
         dict
             ``energy`` float [eV]; ``energies`` ndarray (n_atoms,) [eV] (centre energies
-            split equally between a centre's atoms; None if the descriptor does not say
-            which atoms a centre belongs to); ``forces`` ndarray (n_atoms, 3) [eV/Å] if
+            split equally between a centre's atoms); ``forces`` ndarray (n_atoms, 3) [eV/Å] if
             requested; ``extrapolating`` bool ndarray (n_atoms,), True for atoms whose
             centres have features outside the training range (all False before training).
         """
         if forces:  # the descriptor validates atoms (check_atoms) before featurising
             values, vjp = self.descriptor.compute_with_vjp(atoms)
         else:
-            values = self.descriptor.compute(atoms)
-        types_np = self.descriptor.centre_types(atoms)
-        types = torch.from_numpy(np.asarray(types_np, dtype=np.int64))
+            values, vjp = self.descriptor.compute(atoms), None
+        types = self.descriptor.centre_types(atoms)
+        return self.predict_from_features(atoms, values, types, vjp, warn=warn)
+
+    def predict_from_features(self, atoms: Atoms, values, types, vjp=None, warn: bool = True) -> dict:
+        """:meth:`predict` on features already computed (a committee featurises once).
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+        values : ndarray, shape (n_centres, n_features)
+            ``descriptor.compute(atoms)``.
+        types : ndarray of int, shape (n_centres,)
+            ``descriptor.centre_types(atoms)``.
+        vjp : callable, optional
+            From ``descriptor.compute_with_vjp(atoms)``: dE/dG -> dE/dR. Without it, no forces.
+        warn : bool
+
+        Returns
+        -------
+        dict
+            As :meth:`predict`.
+        """
+        forces = vjp is not None
         x = torch.from_numpy(np.asarray(values)).to(self.model.dtype).requires_grad_(forces)
+        types_t = torch.from_numpy(np.asarray(types, dtype=np.int64))
         with torch.enable_grad() if forces else torch.no_grad():
-            e_centres = self.centre_energies(x, types)  # (n_centres,)
+            e_centres = self.centre_energies(x, types_t)  # (n_centres,)
             total = e_centres.sum()
             grad = torch.autograd.grad(total, x)[0].to(torch.float64).numpy() if forces else None
         ref = np.array([self.reference_energies[e] for e in self.descriptor.elements])
@@ -217,17 +238,15 @@ class Potential:
         result = {"energy": float(total.detach()) + float(ref_atoms.sum())}
 
         e_centres = e_centres.detach().to(torch.float64).numpy()
-        members = self._centre_atoms(atoms, len(e_centres))
-        if members is None:
-            result["energies"] = None
-        elif members.shape[1] == 1 and (members[:, 0] == np.arange(len(atoms))).all():
+        members = self._centre_atoms(atoms, len(e_centres))  # (n_centres, k)
+        if members.shape[1] == 1 and (members[:, 0] == np.arange(len(atoms))).all():
             result["energies"] = ref_atoms + e_centres  # atom-centred: centre k is atom k
         else:  # split each centre's energy equally between its atoms
             share = np.repeat(e_centres / members.shape[1], members.shape[1])
             result["energies"] = ref_atoms + np.bincount(members.ravel(), share, len(atoms))
         if forces:
             result["forces"] = -np.asarray(vjp(grad))
-        result["extrapolating"] = self._extrapolating(atoms, values, types_np, members)
+        result["extrapolating"] = self._extrapolating(atoms, values, types, members)
         if warn and result["extrapolating"].any():
             warn_extrapolation(result["extrapolating"])
         return result
