@@ -125,22 +125,31 @@ def symmetry_function_explorer(atoms=None, r_cut: float = 6.0, cutoff: str = "co
     ipywidgets.interactive
         Display it as the last expression of a cell.
     """
+    import threading
+
     import ipywidgets as w
     import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    lock = threading.Lock()  # pyplot is global state: never let two redraws interleave
 
     def draw(eta, r_s, kappa, zeta, lambda_):
-        # echo the values the kernel received (students see them; browser tests read them)
-        print(f"kernel received: eta={eta:.3g} r_s={r_s:.3g} kappa={kappa:.3g} "
-              f"zeta={zeta:.3g} lambda={lambda_:+.0f}")
-        show_symmetry_functions(eta, r_s, kappa, zeta, lambda_, atoms, r_cut, cutoff)
-        plt.show()
+        with lock:
+            # echo the values the kernel received (students see them; browser tests read them)
+            print(f"kernel received: eta={eta:.3g} r_s={r_s:.3g} kappa={kappa:.3g} "
+                  f"zeta={zeta:.3g} lambda={lambda_:+.0f}")
+            fig = show_symmetry_functions(eta, r_s, kappa, zeta, lambda_, atoms, r_cut, cutoff)
+            display(fig)  # this figure only, fully drawn, then released
+            plt.close(fig)
 
+    # redraw when a slider is released, not on every pixel of a drag (each redraw costs ~0.1 s)
     style = {"description_width": "40px"}
+    common = dict(style=style, continuous_update=False)
     return w.interactive(
         draw,
-        eta=w.FloatLogSlider(value=0.5, base=10, min=-2, max=1, step=0.1, description="η", style=style),
-        r_s=w.FloatSlider(value=2.5, min=0.0, max=r_cut, step=0.25, description="R_s", style=style),
-        kappa=w.FloatSlider(value=2.0, min=0.0, max=6.0, step=0.25, description="κ", style=style),
-        zeta=w.FloatLogSlider(value=2.0, base=2, min=0, max=5, step=1, description="ζ", style=style),
-        lambda_=w.SelectionSlider(options=[("−1", -1.0), ("+1", 1.0)], value=1.0, description="λ", style=style),
+        eta=w.FloatLogSlider(value=0.5, base=10, min=-2, max=1, step=0.1, description="η", **common),
+        r_s=w.FloatSlider(value=2.5, min=0.0, max=r_cut, step=0.25, description="R_s", **common),
+        kappa=w.FloatSlider(value=2.0, min=0.0, max=6.0, step=0.25, description="κ", **common),
+        zeta=w.FloatLogSlider(value=2.0, base=2, min=0, max=5, step=1, description="ζ", **common),
+        lambda_=w.SelectionSlider(options=[("−1", -1.0), ("+1", 1.0)], value=1.0, description="λ", **common),
     )
