@@ -12,7 +12,7 @@ Geometries: thermally distorted, from GFN2-xTB (tblite) Langevin MD (1 fs steps,
 * trimer: 24 snapshots, 2 relaxed random starting structures x (200 K, 350 K), 6 each.
 
 A B3LYP/def2-SVP gradient of a trimer takes about 10 s on one core, so the set is kept
-small (164 structures, about 7 CPU minutes of DFT).
+small (164 structures, about 6 CPU minutes of DFT).
 
 Labels: restricted Kohn-Sham DFT in PySCF, ``xc="b3lyp"`` (PySCF >= 2.3 meaning: libxc's
 B3LYP with VWN1-RPA correlation, as in Gaussian), basis def2-SVP, integration grid

@@ -83,6 +83,17 @@ _REGISTRY: dict[str, dict] = {
         code="ASE 3.29.0, ase.calculators.emt.EMT",
         info_keys=("kind", "temperature_K", "metal", "site", "x_Pt"),
     ),
+    "water_dft": dict(
+        file="water_dft.extxyz.gz",
+        sha256="3c277b72fe0ef24e1d91b319b23d23699e528d8c8ad4cbc51dc7f8571b3eba53",
+        count=164,
+        elements=("H", "O"),
+        description="Water monomers, dimers and trimers, geometries from GFN2-xTB MD",
+        method="DFT, restricted Kohn-Sham B3LYP (PySCF's 'b3lyp', VWN1-RPA) / def2-SVP, "
+        "grid level 2, analytic gradients",
+        code="PySCF 2.14.0 (pyscf.dft.RKS), geometries with tblite 0.8.0 and ASE 3.29.0",
+        info_keys=("kind", "n_molecules", "temperature_K", "xc", "basis", "grid_level"),
+    ),
 }
 
 
