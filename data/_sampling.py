@@ -110,3 +110,20 @@ def intact_waters(atoms: Atoms, r_oh: float = 1.3) -> bool:
     h = atoms.positions[atoms.numbers == 1]
     close = np.linalg.norm(h[:, None] - o[None], axis=-1) < r_oh  # (n_H, n_O)
     return bool((close.sum(axis=1) == 1).all() and (close.sum(axis=0) == 2).all())
+
+
+def write(images, out) -> str:
+    """Save labelled ``images`` to ``out`` (nnptutor.data.save) and print the sha256 to register."""
+    from nnptutor.data import save
+
+    sha = save(images, out)
+    print(f"{len(images)} structures -> {out.name}")
+    print(f"sha256 {sha}")
+    return sha
+
+
+def label_and_write(images, calculator, out) -> str:
+    """Label ``images`` at the positions the file will store (8 decimals), then :func:`write`."""
+    from nnptutor.data import label, stored_positions
+
+    return write(label([stored_positions(a) for a in images], calculator, progress=False), out)

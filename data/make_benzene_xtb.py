@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 from ase.build import molecule
 
-from _sampling import langevin_snapshots, relax, xtb
-from nnptutor.data import label, save, stored_positions
+from _sampling import label_and_write, langevin_snapshots, relax, xtb
 
 SEED = 6
 TEMPERATURES_K = (300, 450, 600, 800, 1000)
@@ -39,10 +38,7 @@ def make(name: str, formula: str, seed: int) -> None:
                 images.append(snap)
             run += 1
             print(f"run {run}: {T} K done", flush=True)
-    images = label([stored_positions(a) for a in images], xtb(), progress=False)
-    sha = save(images, out)
-    print(f"{len(images)} structures -> {out.name}")
-    print(f"sha256 {sha}")
+    label_and_write(images, xtb(), out)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from ase.calculators.emt import EMT
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
-from nnptutor.data import label, save, stored_positions
+from _sampling import label_and_write
 
 SEED = 2024
 TIMESTEP_FS = 5.0
@@ -114,10 +114,7 @@ def main():
                 snap.info.update(kind="surface", facet=facet)
                 images.append(snap)
 
-    images = label([stored_positions(a) for a in images], EMT(), progress=False)
-    sha = save(images, OUT)
-    print(f"{len(images)} structures -> {OUT.name}")
-    print(f"sha256 {sha}")
+    label_and_write(images, EMT(), OUT)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,7 @@ from ase.build import add_adsorbate, bulk, fcc111, molecule
 from ase.calculators.emt import EMT
 from ase.optimize import BFGS
 
-from _sampling import langevin_snapshots
-from nnptutor.data import label, save, stored_positions
+from _sampling import label_and_write, langevin_snapshots
 
 SEED = 29
 A_CU, A_PT = 3.590, 3.922  # EMT lattice constants [Å] (parabola fits as in make_cu_emt.py)
@@ -70,10 +69,7 @@ def main():
                                                sample_every_fs=40.0, equilibration_fs=1000.0):
                     snap.info.update(kind="alloy", x_Pt=x)
                     images.append(snap)
-    images = label([stored_positions(a) for a in images], EMT(), progress=False)
-    sha = save(images, OUT)
-    print(f"{len(images)} structures -> {OUT.name}")
-    print(f"sha256 {sha}")
+    label_and_write(images, EMT(), OUT)
 
 
 if __name__ == "__main__":

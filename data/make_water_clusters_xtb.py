@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _sampling import intact_waters, is_connected, langevin_snapshots, relax, water_cluster, xtb
-from nnptutor.data import label, save, stored_positions
+from _sampling import (intact_waters, is_connected, label_and_write, langevin_snapshots, relax,
+                       water_cluster, xtb)
 
 SEED = 8
 SIZES = range(2, 9)
@@ -49,10 +49,7 @@ def main():
                     snap.info.update(kind="cluster", n_molecules=n, isomer=isomer)
                     images.append(snap)
         print(f"(H2O){n} done", flush=True)
-    images = label([stored_positions(a) for a in images], xtb(), progress=False)
-    sha = save(images, OUT)
-    print(f"{len(images)} structures -> {OUT.name}")
-    print(f"sha256 {sha}")
+    label_and_write(images, xtb(), OUT)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ from ase import units
 from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from _sampling import intact_waters, is_connected, langevin_snapshots, relax, water_cluster, xtb
-from nnptutor.data import save, stored_positions
+from _sampling import (intact_waters, is_connected, langevin_snapshots, relax, water_cluster,
+                       write, xtb)
+from nnptutor.data import stored_positions
 
 SEED = 9
 XC, BASIS, GRID_LEVEL = "b3lyp", "def2-SVP", 2
@@ -88,9 +89,7 @@ def main():
             images.append(atoms)
             if k % 10 == 0:
                 print(f"{kind} {k + 1}/{len(geometries)}", flush=True)
-    sha = save(images, OUT)
-    print(f"{len(images)} structures -> {OUT.name}")
-    print(f"sha256 {sha}")
+    write(images, OUT)
 
 
 if __name__ == "__main__":

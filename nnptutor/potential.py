@@ -27,7 +27,6 @@ import warnings
 import numpy as np
 import torch
 from ase import Atoms
-from ase.data import atomic_numbers
 
 from nnptutor.descriptors.base import descriptor_from_dict
 from nnptutor.exceptions import ExtrapolationWarning
@@ -115,8 +114,6 @@ class Potential:
         at_cutoff = descriptor.features_at_cutoff()
         model.vanishing_features = None if at_cutoff is None else torch.as_tensor(
             at_cutoff, dtype=torch.float64)
-        self._zmap = np.full(119, -1)
-        self._zmap[[atomic_numbers[e] for e in descriptor.elements]] = np.arange(len(descriptor.elements))
 
     # --- fitting the non-network parts (called by nnptutor.train) ------------------------
     def set_reference_energies(self, reference_energies: dict):
@@ -127,7 +124,7 @@ class Potential:
 
     def composition(self, atoms: Atoms) -> np.ndarray:
         """Number of atoms of each descriptor element, shape (n_elements,)."""
-        return np.bincount(self._zmap[atoms.numbers], minlength=len(self.descriptor.elements))
+        return np.bincount(self.descriptor.element_indices(atoms.numbers), minlength=len(self.descriptor.elements))
 
     def fit_reference_energies(self, compositions, energies):
         """Least-squares ε_Z from ``E ≈ Σ_Z n_Z ε_Z`` (minimum-norm if compositions are collinear).
@@ -234,7 +231,7 @@ class Potential:
             total = e_centres.sum()
             grad = torch.autograd.grad(total, x)[0].to(torch.float64).numpy() if forces else None
         ref = np.array([self.reference_energies[e] for e in self.descriptor.elements])
-        ref_atoms = ref[self._zmap[atoms.numbers]]  # (n_atoms,)
+        ref_atoms = ref[self.descriptor.element_indices(atoms.numbers)]  # (n_atoms,)
         result = {"energy": float(total.detach()) + float(ref_atoms.sum())}
 
         e_centres = e_centres.detach().to(torch.float64).numpy()
@@ -256,10 +253,7 @@ class Potential:
         if self.feature_range is None:
             return flags
         outside = np.asarray(self.feature_range.outside(values, types), dtype=bool)
-        if members is None:  # centres we cannot place: flag every atom
-            flags[:] = outside.any()
-        else:
-            flags[members[outside].ravel()] = True
+        flags[members[outside].ravel()] = True
         return flags
 
     # --- files -------------------------------------------------------------------------

@@ -41,6 +41,21 @@ def normalize_elements(elements: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(elements, key=lambda s: atomic_numbers[s]))
 
 
+def element_indices(numbers, elements: Sequence[str]) -> np.ndarray:
+    """Index into ``elements`` of every atom, shape (n_atoms,), int; −1 for other elements.
+
+    Parameters
+    ----------
+    numbers : array_like of int, shape (n_atoms,)
+        Atomic numbers (``atoms.numbers``).
+    elements : sequence of str
+        Chemical symbols, in the order that defines the indices.
+    """
+    lookup = np.full(119, -1)
+    lookup[[atomic_numbers[s] for s in elements]] = np.arange(len(elements))
+    return lookup[np.asarray(numbers)]
+
+
 def check_atoms(atoms: Atoms, elements: Sequence[str] | None = None) -> None:
     """Raise ``ValueError`` if ``atoms`` cannot be featurised.
 

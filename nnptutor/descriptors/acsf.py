@@ -242,12 +242,6 @@ class ACSF(Descriptor):
                     ]
         return labels
 
-    def species_index(self, numbers: np.ndarray) -> np.ndarray:
-        """Index into ``elements`` of every atom, shape (n_atoms,), int."""
-        lookup = np.full(119, -1)
-        lookup[[atomic_numbers[s] for s in self.elements]] = np.arange(len(self.elements))
-        return lookup[np.asarray(numbers)]
-
     # ---------------------------------------------------------------- computation
     def _engine(self):
         if self.method == "reference":
@@ -258,7 +252,7 @@ class ACSF(Descriptor):
 
     def _compute(self, atoms: Atoms, derivatives: bool):
         pairs = neighbor_pairs(atoms, self.r_cut)
-        species = self.species_index(atoms.numbers)
+        species = self.element_indices(atoms.numbers)
         values, entry_derivs = self._engine()(
             self, pairs.i, pairs.j, pairs.vectors, pairs.distances, species, derivatives
         )
@@ -316,7 +310,7 @@ class ACSF(Descriptor):
         i, j, vectors, distances, numbers, offsets = batched_pairs(
             images, self.r_cut, self.elements, False
         )
-        species = self.species_index(numbers)
+        species = self.element_indices(numbers)
         values, entry_derivs = self._engine()(self, i, j, vectors, distances, species, derivatives)
         out_values = [values[offsets[n]:offsets[n + 1]] for n in range(len(images))]
         if not derivatives:
@@ -351,7 +345,7 @@ class ACSF(Descriptor):
 
         check_atoms(atoms, self.elements)
         pairs = neighbor_pairs(atoms, self.r_cut)
-        species = self.species_index(atoms.numbers)
+        species = self.element_indices(atoms.numbers)
         return fast_features_with_vjp(self, pairs.i, pairs.j, pairs.vectors, pairs.distances,
                                       species, len(atoms))
 

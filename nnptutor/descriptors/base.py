@@ -179,13 +179,15 @@ class Descriptor:
         """
         return None
 
+    def element_indices(self, numbers) -> np.ndarray:
+        """Index into ``elements`` of every atom, shape (n_atoms,), int."""
+        from nnptutor.structures import element_indices
+
+        return element_indices(numbers, self.elements)
+
     def centre_types(self, atoms: Atoms) -> np.ndarray:
         """Type index of every centre, shape (n_centres,), int (default: element index)."""
-        from ase.data import atomic_numbers
-
-        lookup = np.full(119, -1)
-        lookup[[atomic_numbers[s] for s in self.elements]] = np.arange(len(self.elements))
-        return lookup[atoms.numbers]
+        return self.element_indices(atoms.numbers)
 
     def compute(self, atoms: Atoms, derivatives: bool = False):
         """Features of every atom, and optionally their position derivatives.

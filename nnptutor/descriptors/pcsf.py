@@ -46,7 +46,6 @@ from typing import Sequence
 
 import numpy as np
 from ase import Atoms
-from ase.data import atomic_numbers
 
 from nnptutor.cutoffs import CUTOFFS, get_cutoff
 from nnptutor.descriptors.base import Descriptor, SparseDerivatives, register
@@ -296,14 +295,9 @@ class PairACSF(Descriptor):
     def centre_types(self, atoms: Atoms) -> np.ndarray:
         """Index into :attr:`type_labels` of every pair, shape (n_pairs,), int."""
         pl = self.pairs(atoms)
-        s = self._species(atoms.numbers)
+        s = self.element_indices(atoms.numbers)
         sa, sb = s[pl.a], s[pl.b]  # sa ≤ sb by construction
         return sb * (sb + 1) // 2 + sa
-
-    def _species(self, numbers: np.ndarray) -> np.ndarray:
-        lookup = np.full(119, -1)
-        lookup[[atomic_numbers[e] for e in self.elements]] = np.arange(len(self.elements))
-        return lookup[numbers]
 
     # --- serialisation --------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -326,7 +320,7 @@ class PairACSF(Descriptor):
         pl = _pair_list(nl, atoms.numbers)
         n_pairs, n_atoms = len(pl), len(atoms)
         cutoff = get_cutoff(self.cutoff)
-        species = self._species(atoms.numbers)  # (n_atoms,)
+        species = self.element_indices(atoms.numbers)  # (n_atoms,)
         values = np.zeros((n_pairs, self.n_features))
         # atom-centred sums of the radial environment terms, (n_atoms, n_el, n_rad)
         eta, r_s = self._radial_params.T
