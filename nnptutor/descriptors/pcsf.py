@@ -270,7 +270,18 @@ class PairACSF(Descriptor):
     def pairs(self, atoms: Atoms) -> PairList:
         """The pairs (centres) of ``atoms``, in the row order of :meth:`compute`."""
         check_atoms(atoms, self.elements)
-        return _pair_list(neighbor_pairs(atoms, self.r_cut), atoms.numbers)
+        return self._lists(atoms)[1]
+
+    def _lists(self, atoms: Atoms) -> tuple[Pairs, PairList]:
+        """Neighbour and pair lists of ``atoms``, remembered for the last geometry only:
+        a prediction asks for features, centre types and centre atoms of one structure."""
+        key = (atoms.positions.tobytes(), atoms.numbers.tobytes(), atoms.cell.array.tobytes(),
+               atoms.pbc.tobytes())
+        cached = getattr(self, "_last_lists", None)
+        if cached is None or cached[0] != key:
+            nl = neighbor_pairs(atoms, self.r_cut)
+            cached = self._last_lists = (key, nl, _pair_list(nl, atoms.numbers))
+        return cached[1], cached[2]
 
     def centre_atoms(self, atoms: Atoms) -> np.ndarray:
         """The two atoms (a, b) of every pair, shape (n_pairs, 2), int.
@@ -316,8 +327,7 @@ class PairACSF(Descriptor):
 
     # --- the computation ------------------------------------------------------------------
     def _compute(self, atoms: Atoms, derivatives: bool):
-        nl = neighbor_pairs(atoms, self.r_cut)
-        pl = _pair_list(nl, atoms.numbers)
+        nl, pl = self._lists(atoms)
         n_pairs, n_atoms = len(pl), len(atoms)
         cutoff = get_cutoff(self.cutoff)
         species = self.element_indices(atoms.numbers)  # (n_atoms,)
