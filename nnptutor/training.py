@@ -23,6 +23,7 @@ Taught in notebooks/04_behler_parrinello.ipynb.
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -121,12 +122,13 @@ class FeaturizedSet:
 
 def featurize(descriptor, images: Sequence[Atoms], derivatives: bool = True,
               progress: bool = True, derivative_dtype: str = "float32",
-              chunk_size: int = 16) -> FeaturizedSet:
+              chunk_size: int = 16, n_jobs: int | None = None) -> FeaturizedSet:
     """Features, sparse derivatives and reference labels of every structure.
 
     Structures are featurised in chunks, each converted to compact storage (float32
-    derivatives, int32 indices) before the next, so peak memory stays near the size of the
-    result.
+    derivatives, int32 indices) as soon as it is done, so peak memory stays near the size
+    of the result. Chunks run in ``n_jobs`` threads (numpy releases the interpreter lock
+    in its large array operations); the result does not depend on ``n_jobs``.
 
     Parameters
     ----------
@@ -141,11 +143,17 @@ def featurize(descriptor, images: Sequence[Atoms], derivatives: bool = True,
     derivative_dtype : {"float32", "float64"}
     chunk_size : int
         Structures per call of ``descriptor.compute_many``.
+    n_jobs : int, optional
+        Threads (default: the number of CPU cores, at most 4). Each thread's numpy uses
+        one BLAS thread, so the cores are not oversubscribed.
 
     Returns
     -------
     FeaturizedSet
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
 
     from nnptutor.structures import check_atoms
@@ -175,23 +183,37 @@ def featurize(descriptor, images: Sequence[Atoms], derivatives: bool = True,
         comp = np.zeros(len(descriptor.elements), dtype=np.int64)
         np.add.at(comp, [zmap[z] for z in atoms.numbers], 1)
         compositions.append(comp)
-    # chunks: batched descriptors (ACSF.compute_many) save per-call overhead on small
-    # molecules, and each chunk is shrunk to compact storage before the next is computed
-    with tqdm(total=len(images), desc="featurising", disable=not progress) as bar:
-        for start in range(0, len(images), chunk_size):
-            chunk = images[start:start + chunk_size]
-            for atoms, out in zip(chunk, descriptor.compute_many(chunk, derivatives, progress=False)):
+    if n_jobs is None:
+        n_jobs = min(os.cpu_count() or 1, 4)
+    if isinstance(n_jobs, bool) or int(n_jobs) != n_jobs or n_jobs < 1:
+        raise ValueError(f"n_jobs must be a positive integer, got {n_jobs!r}")
+
+    def work(chunk):
+        # batched descriptors (ACSF.compute_many) save per-call overhead on small molecules;
+        # each structure is shrunk to compact storage at once
+        rows = []
+        for atoms, out in zip(chunk, descriptor.compute_many(chunk, derivatives, progress=False)):
+            v, d = out if derivatives else (out, None)
+            rows.append((np.asarray(v, dtype=np.float64),
+                         np.asarray(descriptor.centre_types(atoms), dtype=np.int64),
+                         None if d is None else d.center.astype(np.int32),
+                         None if d is None else d.neighbor.astype(np.int32),
+                         None if d is None else d.values.astype(derivative_dtype)))
+        return rows
+
+    chunks = [images[s:s + chunk_size] for s in range(0, len(images), chunk_size)]
+    with (tqdm(total=len(images), desc="featurising", disable=not progress) as bar,
+          threadpool_limits(limits=1 if n_jobs > 1 else None),
+          ThreadPoolExecutor(max_workers=int(n_jobs)) as pool):
+        for rows in pool.map(work, chunks):  # in order
+            for v, t, c, nb, d in rows:
+                values.append(v)
+                types.append(t)
                 if derivatives:
-                    v, d = out
-                    center.append(d.center.astype(np.int32))
-                    neighbor.append(d.neighbor.astype(np.int32))
-                    derivs.append(d.values.astype(derivative_dtype))
-                else:
-                    v = out
-                values.append(np.asarray(v, dtype=np.float64))
-                types.append(np.asarray(descriptor.centre_types(atoms), dtype=np.int64))
-            del out
-            bar.update(len(chunk))
+                    center.append(c)
+                    neighbor.append(nb)
+                    derivs.append(d)
+            bar.update(len(rows))
     return FeaturizedSet(
         descriptor, values, types, center if derivatives else None,
         neighbor if derivatives else None, derivs if derivatives else None,

@@ -53,6 +53,19 @@ def test_featurized_set_is_compact_and_splits(data):
     assert data.nbytes > sum(d.nbytes for d in data.derivatives)
 
 
+def test_featurize_threads_give_the_same_arrays_in_the_same_order():
+    images = cu_images(9, seed=3)
+    d = ACSF.default(["Cu"], r_cut=4.5)
+    one = featurize(d, images, progress=False, n_jobs=1, chunk_size=2)
+    two = featurize(d, images, progress=False, n_jobs=2, chunk_size=2)
+    assert [len(v) for v in one.values] == [len(a) for a in images]  # order kept
+    for name in ("values", "types", "center", "neighbor", "derivatives"):
+        for a, b in zip(getattr(one, name), getattr(two, name)):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="n_jobs"):
+        featurize(d, images, n_jobs=0)
+
+
 @pytest.mark.parametrize("cls", [nt.BPNN, nt.SingleNN])
 def test_training_lowers_energy_and_force_errors(data, cls):
     pot = new_potential(cls)
