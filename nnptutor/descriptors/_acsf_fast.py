@@ -29,6 +29,12 @@ cheap, large operations. The tricks, in the order they appear below:
 7. **Reused buffers.** Every large array is a view into a buffer that lives for the whole
    call (:class:`Workspace`) and is filled with ``out=``: a fresh 0.5 MB array costs a page
    fault per 4 kB on first touch, which on a busy machine is slower than the arithmetic.
+8. **Forces as one polynomial per centre.** For MD only dE/dR = Σ dE/dG · dG/dR is needed
+   (:func:`fast_features_with_vjp`). With integer ζ, Σ_z w_z (1 + λ_z cos θ)^ζ_z is one
+   polynomial in cos θ per centre, evaluated by Horner's rule on the packed triangle; the
+   geometry and triplet cutoffs are kept from the forward pass (up to
+   :data:`VJP_CACHE_BYTES`), so the backward pass is that polynomial, three products and
+   one batched matrix product per block.
 
 Taught in notebooks/03_symmetry_functions.ipynb, optional section "How the fast path works".
 """
@@ -549,49 +555,133 @@ def fast_features(acsf, i, j, vectors, distances, species, derivatives):
 
 
 # --------------------------------------------------------------------------------------
-# vector–Jacobian product: forces without the derivative array
+# vector–Jacobian product: forces without the derivative array (trick 8)
 # --------------------------------------------------------------------------------------
-def fast_features_with_vjp(acsf, i, j, vectors, distances, species, n_atoms):
-    """Features and ``vjp(dE_dG) -> dE/dR``; see :meth:`ACSF.compute_with_vjp`."""
-    values, _ = fast_features(acsf, i, j, vectors, distances, species, derivatives=False)
+#: Bytes of per-block geometry (packed cos θ_jk, B, B̂, padded vectors) that
+#: :func:`fast_features_with_vjp` keeps from the forward pass for the backward pass: about
+#: 1 + 2 n_η float64 per triplet j < k (n_η G4 η values): 40 MB for 500 Cu atoms with 78
+#: neighbours and one η. Blocks
+#: beyond the cap are recomputed in the backward pass (same numbers, slower).
+VJP_CACHE_BYTES = 1 << 27  # 128 MiB
+
+#: Integer ζ up to this degree go into the per-centre polynomial; larger or non-integer ζ
+#: are evaluated as powers, one per (ζ, λ).
+MAX_POLYNOMIAL_DEGREE = 32
+
+
+class _VJPBlock:
+    """What the backward pass needs of one block of centres, triplets packed as j < k.
+
+    Attributes: ``cs`` (n_c,) centres; ``entries``, ``valid`` (n_c, K) neighbour-list rows;
+    ``D`` (n_c, K, 3) [Å], ``U`` (n_c, K, 3), ``r`` (n_c, K) [Å] (padding: D = U = 0,
+    r = 2 r_c); ``species`` (n_c, K) (−1 for padding); ``cos`` (n_c, n_triangle) cos θ_jk;
+    ``cutoffs`` {η: (B, B̂)} with B = f_c(r_jk) e^{−η r_jk²}, B̂ = 2 dB/d(r_jk²) [Å⁻²],
+    each (n_c, n_triangle), for every G4 η.
+    """
+
+    def __init__(self, plan, ws, cs, block):
+        n_c, K = block.r.shape
+        _, _, flat = _triangle(K)
+        self.cs, self.entries, self.valid = cs, block.entries, block.valid
+        self.D, self.U, self.r, self.species = block.D, block.U, block.r, block.species
+        self.cos = np.take(block.cos.reshape(n_c, K * K), flat, axis=1)
+        y = np.take(block.y.reshape(n_c, K * K), flat, axis=1, out=ws.get("y_v", self.cos.shape))
+        self.cutoffs = {}
+        for kind, eta, *_ in plan.groups:
+            if kind == "G4" and eta not in self.cutoffs:
+                B, B_hat = _triplet_cutoff(plan, ws, "_v", eta, y, True)
+                self.cutoffs[eta] = (B.copy(), B_hat.copy())
+
+    @staticmethod
+    def nbytes(plan, n_c, K):
+        """Memory of one block's cache [bytes]."""
+        n_eta = len({eta for kind, eta, *_ in plan.groups if kind == "G4"})
+        return 8 * n_c * (K * (K - 1) // 2 * (1 + 2 * n_eta) + 12 * K)
+
+
+def fast_features_with_vjp(acsf, i, j, vectors, distances, species, n_atoms,
+                           cache_bytes=None):
+    """Features and ``vjp(dE_dG) -> dE/dR``; see :meth:`ACSF.compute_with_vjp`.
+
+    Parameters
+    ----------
+    acsf : ACSF
+    i, j : ndarray of int, shape (n_pairs,)
+        Neighbour list (centre, neighbour), sorted by i.
+    vectors : ndarray, shape (n_pairs, 3)
+        D = R_j − R_i (+ periodic shift) [Å]; ``distances`` (n_pairs,) their norms [Å].
+    species : ndarray of int, shape (n_atoms,)
+        Element index of every atom.
+    n_atoms : int
+    cache_bytes : int, optional
+        Cap on what is kept from the forward pass (default :data:`VJP_CACHE_BYTES`);
+        0 keeps nothing and the backward pass recomputes the geometry.
+
+    Returns
+    -------
+    values : ndarray, shape (n_atoms, n_features)
+        As :func:`fast_features` (the same numbers).
+    vjp : callable
+        ``vjp(dE_dG)``, dE_dG (n_atoms, n_features) [eV / feature unit] → dE/dR
+        (n_atoms, 3) [eV/Å]. May be called any number of times; it does not modify what it
+        keeps.
+    """
+    plan = _plan(acsf)
+    values = np.zeros((n_atoms, acsf.n_features))
+    fc, dfc = _radial(acsf, plan, i, j, vectors, distances, species, values, None)
+    blocks = []  # _VJPBlock, or (cs, entries, valid) for a block to recompute
+    if plan.n_ang:
+        budget = VJP_CACHE_BYTES if cache_bytes is None else cache_bytes
+        species_of_entry = species[j]
+        ws = _workspace()
+        for cs, entries, valid in _blocks(i, n_atoms):
+            block = _Block(plan, ws, entries, valid, vectors, distances, species_of_entry)
+            size = _VJPBlock.nbytes(plan, *entries.shape)
+            if size <= budget:
+                budget -= size
+                blocks.append(_VJPBlock(plan, ws, cs, block))
+            else:
+                blocks.append((cs, entries, valid))
+            _angular_block_packed(plan, ws, block, cs, fc, dfc, values)
 
     def vjp(dE_dG):
         dE_dG = np.asarray(dE_dG, dtype=float)
         if dE_dG.shape != values.shape:
             raise ValueError(f"dE_dG has shape {dE_dG.shape}; expected {values.shape}")
-        return _vjp(acsf, i, j, vectors, distances, species, dE_dG)
+        return _vjp(acsf, plan, i, j, vectors, distances, species, fc, dfc, blocks, dE_dG)
 
     return values, vjp
 
 
-def _vjp(acsf, i, j, vectors, distances, species, dE_dG):
-    """dE/dR (n_atoms, 3) for E = Σ_i Σ_f dE_dG[i, f] G[i, f], by the chain rule.
+def _vjp(acsf, plan, i, j, vectors, distances, species, fc, dfc, blocks, dE_dG):
+    """dE/dR (n_atoms, 3) [eV/Å] for E = Σ_i Σ_f dE_dG[i, f] G[i, f], by the chain rule.
 
-    dE/dG is first contracted with the (ζ, λ) stacks into one weight per triplet
-    (Ω_jk = Σ_z w_z C_z,jk), so that the Cartesian vectors appear only once per block:
-    dE/dD_m = α_m D_m + Σ_k β_mk D_k.
+    Radial: one scalar dE/dr per pair. Angular: dE/dG is contracted with the (ζ, λ) terms
+    into one weight per triplet, Ω_jk = Σ_z ω_z C_z(cos θ_jk) (trick 8), so that the
+    Cartesian vectors appear only once per block: dE/dD_m = α_m D_m + Σ_k β_mk D_k.
     """
     from nnptutor.descriptors.acsf import radial_terms
 
-    plan = _plan(acsf)
     n_atoms = len(species)
     grad = np.zeros((len(i), 3))  # dE/dD_p for every neighbour-list entry p
     # radial: one scalar per pair, dE/dr_p = Σ_f w[i_p, f(s_j)] dG_f/dr_p
-    fc, dfc = plan.cutoff(distances, plan.r_cut)
     _, dterms = radial_terms(distances, fc, dfc, acsf.g2, acsf.g3)  # (n_pairs, n_rad)
     s_j = species[j]
     radial_w = dE_dG[:, : plan.ang0].reshape(n_atoms, plan.n_el, plan.n_rad)[i, s_j]
     grad += (np.einsum("pf,pf->p", radial_w, dterms) / distances)[:, None] * vectors
-    if plan.n_ang:
-        species_of_entry = species[j]
+    if blocks:
         pair_index = np.zeros((plan.n_el, plan.n_el), dtype=int)
         for pb, (sa, sb) in enumerate(plan.element_pairs):
             pair_index[sa, sb] = pair_index[sb, sa] = pb
         ws = _workspace()
-        for cs, entries, valid in _blocks(i, n_atoms):
-            block = _Block(plan, ws, entries, valid, vectors, distances, species_of_entry)
-            g = _angular_block_vjp(plan, ws, block, cs, fc, dfc, dE_dG, pair_index)
-            grad[entries[valid]] += g[valid]  # g: (n_c, K, 3)
+        species_of_entry = species[j]
+        for vb in blocks:
+            if not isinstance(vb, _VJPBlock):  # not kept: recompute the geometry
+                cs, entries, valid = vb
+                block = _Block(plan, ws, entries, valid, vectors, distances, species_of_entry)
+                vb = _VJPBlock(plan, ws, cs, block)
+            g = _angular_block_vjp(plan, ws, vb, fc, dfc, dE_dG, pair_index)
+            grad[vb.entries[vb.valid]] += g[vb.valid]  # g: (n_c, K, 3)
     # D_p = R_j − R_i (+ shift): dE/dR_j += dE/dD_p, dE/dR_i −= dE/dD_p
     out = np.zeros((n_atoms, 3))
     for a in range(3):
@@ -600,58 +690,114 @@ def _vjp(acsf, i, j, vectors, distances, species, dE_dG):
     return out
 
 
-def _angular_block_vjp(plan, ws, block, cs, fc, dfc, dE_dG, pair_index):
-    n_c, K = block.r.shape
-    shape = (n_c, K, K)
-    C, dC = _angular_stacks(plan, ws, block.cos, derivatives=True)  # (n_zl, n_c, K, K)
-    species = np.maximum(block.species, 0)  # padding has a = 0; any element will do
-    pairs = pair_index[species[:, :, None], species[:, None, :]] if len(pair_index) > 1 else None
-    inv_r = 1.0 / block.r
-    alpha = np.zeros((n_c, K))
-    beta = ws.get("beta", shape)
-    beta.fill(0.0)
-    tmp = ws.get("tmp", shape)
-    B_cache = {}
-    for kind, eta, members, zls, norms in plan.groups:
-        a, da = _pair_weights(plan, block.r, fc, dfc, eta, block.entries, block.valid)
-        B, B_hat = _group_matrices(plan, ws, block, kind, eta, True, B_cache)
-        # weights ω[c, pb, z] = dE/dG × 2^(1−ζ) for every element pair and (ζ, λ)
-        columns = (plan.ang0 + np.arange(len(plan.element_pairs))[:, None] * plan.n_ang
-                   + members[None, :])  # (n_pb, n_z)
-        omega = dE_dG[cs][:, columns] * norms  # (n_c, n_pb, n_z)
-        # Ω = Σ_z ω_z C_z and Ω' = Σ_z ω_z C'_z: one weight per triplet
-        Om = _weighted_sum(omega, C, zls, pairs, ws.get("Om", shape), tmp)  # (n_c, K, K)
-        dOm = _weighted_sum(omega, dC, zls, pairs, ws.get("dOm", shape), tmp)
-        BhO = np.multiply(Om, B_hat, out=ws.get("BhO", shape)) if B_hat is not None else None
-        Om *= B  # now B Ω
-        dOm *= B  # now B Ω'
-        av = a[..., None]  # (n_c, K, 1)
-        alpha += (da * inv_r) * (Om @ av)[..., 0]
-        # Σ_k BΩ'_mk cos θ_mk a_k = U_m · Σ_k BΩ'_mk a_k U_k  (cos θ_mk = U_m · U_k)
-        dOm_aU = _symmetric_matmul(dOm, a[..., None] * block.U)  # (n_c, K, 3)
-        alpha -= (a * inv_r**2) * np.einsum("cma,cma->cm", block.U, dOm_aU)
-        ar = (a * inv_r)
-        np.multiply(dOm, ar[:, :, None], out=tmp)
-        tmp *= ar[:, None, :]
-        beta += tmp  # (a_m/r_m)(a_k/r_k) B Ω'
-        if BhO is not None:  # B̂ Ω
-            alpha += a * (BhO @ av)[..., 0]
-            BhO *= a[:, :, None]
-            BhO *= a[:, None, :]
-            beta -= BhO
-    return alpha[..., None] * block.D + _symmetric_matmul(beta, block.D)  # (n_c, K, 3)
+def _angular_block_vjp(plan, ws, vb, fc, dfc, dE_dG, pair_index):
+    """dE/dD_m (n_c, K, 3) [eV/Å] from the angular features of one block.
 
+    With T(m, k) = a_m a_k B_mk Ω_mk, summed over k, and M₁ = BΩ, M₂ = B̂Ω, M₃ = BΩ'
+    (Ω' = dΩ/dcos θ), the derivative of Σ_k T(m, k) with respect to D_m is
 
-def _weighted_sum(omega, stack, zls, pairs, out, tmp):
-    """out = Σ_z ω[c, pb(j,k), z] stack[z, c, j, k], shape (n_c, K, K).
+        α_m D_m + (a_m/r_m) (M₃ (a∘U))_m − a_m (M₂ (a∘D))_m,
+        α_m = (a'_m/r_m)(M₁ a)_m + a_m (M₂ a)_m − (a_m/r_m²) U_m · (M₃ (a∘U))_m
 
-    ``pairs[c, j, k]`` is the element-pair index of neighbours j and k (None: one element).
+    (the β_mk D_k sum of the docstring of :func:`_vjp`, with (a/r)∘D = a∘U). The three
+    matrices are built on the packed triangle and unpacked once for one batched product.
     """
-    out.fill(0.0)
-    for pb in range(omega.shape[1]):
-        for n, z in enumerate(zls):
-            np.multiply(stack[z], omega[:, pb, n, None, None], out=tmp)
-            if pairs is not None:
-                tmp *= pairs == pb
-            out += tmp
+    n_c, K = vb.r.shape
+    j, k, flat = _triangle(K)
+    n_t = len(j)
+    if plan.n_el > 1:
+        s = np.maximum(vb.species, 0)  # padding has a = 0; any element will do
+        pairs = pair_index[np.take(s, j, axis=1), np.take(s, k, axis=1)]  # (n_c, n_t)
+    else:
+        pairs = None
+    inv_r = 1.0 / vb.r
+    alpha = np.zeros((n_c, K))
+    g = np.zeros((n_c, K, 3))
+    columns_of_pairs = plan.ang0 + np.arange(len(plan.element_pairs))[:, None] * plan.n_ang
+    for kind, eta, members, zls, norms in plan.groups:
+        a, da = _pair_weights(plan, vb.r, fc, dfc, eta, vb.entries, vb.valid)
+        # ω[c, pb, z] = dE/dG × 2^(1−ζ) for every element pair and (ζ, λ) of the group
+        omega = dE_dG[vb.cs][:, columns_of_pairs + members[None, :]] * norms  # (n_c, n_pb, n_z)
+        Om = _omega_polynomial(plan, ws, zls, omega, vb.cos, pairs)  # (2, n_c, n_t): Ω, Ω'
+        M = ws.get("M_v", (3, n_c, n_t))
+        if kind == "G4":
+            B, B_hat = vb.cutoffs[eta]
+            np.multiply(Om[0], B, out=M[0])
+            np.multiply(Om[0], B_hat, out=M[1])
+            np.multiply(Om[1], B, out=M[2])
+        else:  # G5: B = 1 for j ≠ k, no r_jk dependence
+            M[0], M[2] = Om[0], Om[1]
+            M[1] = 0.0
+        full = ws.get("full_v", (3, n_c, K * K))
+        full[..., flat] = M
+        full[..., (k * K + j)] = M
+        full[..., :: K + 1] = 0.0
+        full = full.reshape(3, n_c, K, K)
+        aU = a[..., None] * vb.U
+        R = np.concatenate([a[..., None], a[..., None] * vb.D, aU], axis=2)  # (n_c, K, 7)
+        P = np.ascontiguousarray(R.transpose(0, 2, 1)) @ full  # (3, n_c, 7, K): (M R)ᵀ
+        M1a, M2a, M2aD, M3aU = P[0, :, 0], P[1, :, 0], P[1, :, 1:4], P[2, :, 4:7]
+        M3aU = M3aU.transpose(0, 2, 1)  # (n_c, K, 3)
+        alpha += (da * inv_r) * M1a + a * M2a - (a * inv_r**2) * np.einsum("cma,cma->cm", vb.U, M3aU)
+        g += (a * inv_r)[..., None] * M3aU - a[..., None] * M2aD.transpose(0, 2, 1)
+    g += alpha[..., None] * vb.D
+    return g
+
+
+@lru_cache(maxsize=64)
+def _polynomial_tables(zl):
+    """Monomial coefficients of (1 + λx)^ζ and of its derivative for the (ζ, λ) in ``zl``.
+
+    Returns (poly, T, dT, direct): ``poly`` indices into zl of the integer ζ ≤
+    :data:`MAX_POLYNOMIAL_DEGREE`; T[n, d] = binom(ζ, d) λ^d and dT[n, d] = (d + 1)
+    T[n, d + 1], shape (len(poly), degree + 1); ``direct`` the other indices.
+    """
+    poly = [n for n, (z, _) in enumerate(zl)
+            if float(z).is_integer() and z <= MAX_POLYNOMIAL_DEGREE]
+    direct = [n for n in range(len(zl)) if n not in poly]
+    degree = max([int(zl[n][0]) for n in poly], default=0)
+    T = np.zeros((len(poly), degree + 1))
+    for row, n in enumerate(poly):
+        zeta, lam = int(zl[n][0]), zl[n][1]
+        T[row, : zeta + 1] = [math.comb(zeta, d) * lam**d for d in range(zeta + 1)]
+    dT = np.zeros_like(T)
+    dT[:, :-1] = T[:, 1:] * np.arange(1, degree + 1)
+    return np.array(poly, dtype=int), T, dT, direct
+
+
+def _omega_polynomial(plan, ws, zls, omega, cos, pairs):
+    """Ω = Σ_z ω_z (1 + λ_z cos)^ζ_z and Ω' = dΩ/dcos on packed triplets (trick 8).
+
+    omega : (n_c, n_pb, n_z) weights of the group's (ζ, λ) = plan.zl[zls]; cos : (n_c, n_t);
+    pairs : (n_c, n_t) element-pair index of each triplet, or None with one element.
+    For integer ζ the sum is one polynomial in cos per centre and element pair, evaluated
+    by Horner's rule: its monomial coefficients, with the 2^(1−ζ) normalisation inside ω,
+    are bounded by 2 |ω|, so no precision is lost to cancellation.
+    Returns an array (2, n_c, n_t): Ω and Ω' (a workspace buffer).
+    """
+    n_c, n_pb, _ = omega.shape
+    zl = tuple(plan.zl[z] for z in zls)
+    poly, T, dT, direct = _polynomial_tables(zl)
+    out = ws.get("Om_v", (2,) + cos.shape)
+    coef = np.stack([omega[..., poly] @ T, omega[..., poly] @ dT])  # (2, n_c, n_pb, deg+1)
+    if pairs is None:
+        coef = coef[:, :, 0, :, None]  # (2, n_c, deg+1, 1)
+        out[...] = coef[:, :, -1]
+        for d in range(T.shape[1] - 2, -1, -1):
+            out *= cos
+            out += coef[:, :, d]
+    else:  # per-triplet coefficients: gather from (2, deg+1, n_c·n_pb) by c·n_pb + pair
+        table = coef.transpose(0, 3, 1, 2).reshape(2, T.shape[1], n_c * n_pb)
+        index = (np.arange(n_c)[:, None] * n_pb + pairs).ravel()
+        out[...] = np.take(table[:, -1], index, axis=1).reshape(out.shape)
+        for d in range(T.shape[1] - 2, -1, -1):
+            out *= cos
+            out += np.take(table[:, d], index, axis=1).reshape(out.shape)
+    for n in direct:  # non-integer (or very large) ζ
+        zeta, lam = zl[n]
+        base = np.maximum(1.0 + lam * cos, 0.0)
+        w = omega[:, :, n]
+        w = w[:, :1] if pairs is None else np.take_along_axis(w, pairs, axis=1)
+        out[0] += w * base**zeta
+        out[1] += (w * (zeta * lam)) * base ** (zeta - 1)
     return out

@@ -1,0 +1,112 @@
+"""ACSF.compute_with_vjp (fast method): the forces route used by MD.
+
+The vector–Jacobian product must equal dE/dG contracted with the full sparse derivatives,
+whatever is kept from the forward pass (nothing, some blocks, everything).
+"""
+import numpy as np
+import pytest
+from ase.build import bulk, molecule
+
+import nnptutor.descriptors._acsf_fast as fast
+from nnptutor import ACSF
+
+G2 = [(0.5, 0.0), (0.2, 1.5), (1.0, 2.5)]
+G4 = [(0.005, 1.0, 1.0), (0.005, 2.0, -1.0), (0.3, 4.0, 1.0), (0.01, 16.0, -1.0)]
+G5 = [(0.01, 1.0, -1.0), (0.05, 3.0, 1.0)]
+
+
+def nacl_cell():
+    atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    atoms.rattle(0.1, seed=2)
+    return atoms
+
+
+def ethanol():
+    atoms = molecule("CH3CH2OH")
+    atoms.rattle(0.05, seed=4)
+    return atoms
+
+
+CASES = {"periodic NaCl": (nacl_cell, ["Na", "Cl"]), "ethanol": (ethanol, ["H", "C", "O"])}
+
+
+def check_vjp(d, atoms, seed=0):
+    """Largest |vjp − SparseDerivatives.vjp| relative to the largest |dE/dR|."""
+    values, derivs = d.compute(atoms, derivatives=True)
+    values2, vjp = d.compute_with_vjp(atoms)
+    np.testing.assert_allclose(values2, values, rtol=0, atol=1e-13 * np.abs(values).max())
+    dE_dG = np.random.default_rng(seed).normal(size=values.shape)
+    expected = derivs.vjp(dE_dG)
+    assert np.abs(expected).max() > 0.1  # a test that can fail
+    return np.abs(vjp(dE_dG) - expected).max() / np.abs(expected).max()
+
+
+@pytest.mark.parametrize("cutoff", ["cosine", "tanh3"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_vjp_equals_sparse_derivatives_vjp(case, cutoff):
+    make_atoms, elements = CASES[case]
+    d = ACSF(elements, 4.5, g2=G2, g4=G4, g5=G5, cutoff=cutoff)
+    assert check_vjp(d, make_atoms()) < 1e-10
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 300_000])
+def test_vjp_without_or_with_part_of_the_cache(monkeypatch, cache_bytes):
+    """Blocks beyond the cap are recomputed in the backward pass: same answer."""
+    monkeypatch.setattr(fast, "VJP_CACHE_BYTES", cache_bytes)
+    atoms = nacl_cell().repeat((2, 1, 1))
+    d = ACSF(["Na", "Cl"], 4.5, g2=G2, g4=G4, g5=G5)
+    assert check_vjp(d, atoms) < 1e-10
+
+
+def test_vjp_non_integer_and_large_zeta():
+    """ζ outside the per-centre polynomial (non-integer, or above its degree) as powers."""
+    big = fast.MAX_POLYNOMIAL_DEGREE + 4.0
+    d = ACSF(["Cu"], 4.5, g2=G2, g4=[(0.01, 2.5, 1.0), (0.01, 2.0, 1.0), (0.02, big, 1.0)],
+             g5=[(0.01, 1.7, 1.0)])
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    atoms.rattle(0.1, seed=1)
+    assert check_vjp(d, atoms) < 1e-10
+
+
+def test_vjp_called_twice_gives_independent_answers():
+    d = ACSF(["Na", "Cl"], 4.5, g2=G2, g4=G4, g5=G5)
+    atoms = nacl_cell()
+    values, derivs = d.compute(atoms, derivatives=True)
+    _, vjp = d.compute_with_vjp(atoms)
+    rng = np.random.default_rng(1)
+    w1, w2 = rng.normal(size=values.shape), rng.normal(size=values.shape)
+    f1, f2, f1_again = vjp(w1), vjp(w2), vjp(w1)
+    scale = np.abs(derivs.vjp(w1)).max()
+    np.testing.assert_allclose(f1, derivs.vjp(w1), rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(f2, derivs.vjp(w2), rtol=0, atol=1e-10 * scale)
+    np.testing.assert_array_equal(f1_again, f1)
+    # another structure's compute_with_vjp in between does not disturb the first vjp
+    other = nacl_cell()
+    other.rattle(0.05, seed=9)
+    d.compute_with_vjp(other)[1](w2)
+    np.testing.assert_array_equal(vjp(w1), f1)
+
+
+def test_vjp_rejects_wrong_shape():
+    d = ACSF(["Na", "Cl"], 4.5, g2=G2, g4=G4)
+    values, vjp = d.compute_with_vjp(nacl_cell())
+    with pytest.raises(ValueError, match="dE_dG has shape"):
+        vjp(np.zeros((values.shape[0], values.shape[1] + 1)))
+
+
+def test_cache_estimate_is_an_upper_bound():
+    """The documented cap counts what a block really keeps."""
+    d = ACSF(["Na", "Cl"], 4.5, g2=G2, g4=G4, g5=G5)
+    plan = fast._plan(d)
+    atoms = nacl_cell()
+    from nnptutor.neighbors import neighbor_pairs
+
+    p = neighbor_pairs(atoms, d.r_cut)
+    species = d.element_indices(atoms.numbers)
+    ws = fast.Workspace()
+    for cs, entries, valid in fast._blocks(p.i, len(atoms)):
+        block = fast._Block(plan, ws, entries, valid, p.vectors, p.distances, species[p.j])
+        vb = fast._VJPBlock(plan, ws, cs, block)
+        kept = [vb.D, vb.U, vb.r, vb.species, vb.entries, vb.valid, vb.cos]
+        kept += [x for pair in vb.cutoffs.values() for x in pair]
+        assert sum(x.nbytes for x in kept) <= fast._VJPBlock.nbytes(plan, *entries.shape)
