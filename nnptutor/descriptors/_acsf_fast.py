@@ -416,19 +416,27 @@ def _angular_block_packed(plan, ws, block, cs, fc, dfc, values):
     r_jk², everything is evaluated on the upper triangle only: half the work.
     """
     n_c, K = block.r.shape
-    j, k, flat = _triangle(K)
-    shape = (n_c, len(j))
+    _, _, flat = _triangle(K)
+    shape = (n_c, len(flat))
     cos = np.take(block.cos.reshape(n_c, K * K), flat, axis=1, out=ws.get("cos_p", shape))
     y = np.take(block.y.reshape(n_c, K * K), flat, axis=1, out=ws.get("y_p", shape))
+    etas = sorted({eta for kind, eta, *_ in plan.groups if kind == "G4"})
+    B_cache = {eta: _triplet_cutoff(plan, ws, n, eta, y, False)[0] for n, eta in enumerate(etas)}
+    _packed_features(plan, ws, block, cs, fc, dfc, values, cos, B_cache)
+
+
+def _packed_features(plan, ws, block, cs, fc, dfc, values, cos, B_cache):
+    """The features of :func:`_angular_block_packed` from packed cos θ_jk and {η: B_jk},
+    each (n_c, n_triangle) (shared with the VJP path, which keeps them)."""
+    n_c, K = block.r.shape
+    j, k, flat = _triangle(K)
+    shape = (n_c, len(j))
     C, _ = _angular_stacks(plan, ws, cos, False)  # (n_zl, n_c, n_triangle)
     onehot = (block.species[..., None] == np.arange(plan.n_el)).astype(float)  # (n_c, K, S)
     n_pb = len(plan.element_pairs)
-    B_cache = {}
     X = ws.get("X_p", (n_c, n_pb) + shape[1:])
     for kind, eta, members, zls, norms in plan.groups:
         a, _ = _pair_weights(plan, block.r, fc, dfc, eta, block.entries, block.valid)
-        if kind == "G4" and eta not in B_cache:
-            B_cache[eta] = _triplet_cutoff(plan, ws, len(B_cache), eta, y, False)[0]
         if n_pb == 1:  # a_j a_k: outer product, then the triangle
             outer = np.multiply(a[:, :, None], a[:, None, :], out=ws.get("outer", (n_c, K, K)))
             np.take(outer.reshape(n_c, K * K), flat, axis=1, out=X[:, 0])
@@ -637,12 +645,15 @@ def fast_features_with_vjp(acsf, i, j, vectors, distances, species, n_atoms,
         for cs, entries, valid in _blocks(i, n_atoms):
             block = _Block(plan, ws, entries, valid, vectors, distances, species_of_entry)
             size = _VJPBlock.nbytes(plan, *entries.shape)
-            if size <= budget:
+            if size <= budget:  # keep it, and compute the features from what is kept
                 budget -= size
-                blocks.append(_VJPBlock(plan, ws, cs, block))
+                vb = _VJPBlock(plan, ws, cs, block)
+                B = {eta: pair[0] for eta, pair in vb.cutoffs.items()}
+                _packed_features(plan, ws, block, cs, fc, dfc, values, vb.cos, B)
+                blocks.append(vb)
             else:
+                _angular_block_packed(plan, ws, block, cs, fc, dfc, values)
                 blocks.append((cs, entries, valid))
-            _angular_block_packed(plan, ws, block, cs, fc, dfc, values)
 
     def vjp(dE_dG):
         dE_dG = np.asarray(dE_dG, dtype=float)
