@@ -572,10 +572,6 @@ def fast_features(acsf, i, j, vectors, distances, species, derivatives):
 #: beyond the cap are recomputed in the backward pass (same numbers, slower).
 VJP_CACHE_BYTES = 1 << 27  # 128 MiB
 
-#: Integer ζ up to this degree go into the per-centre polynomial; larger or non-integer ζ
-#: are evaluated as powers, one per (ζ, λ).
-MAX_POLYNOMIAL_DEGREE = 32
-
 
 class _VJPBlock:
     """What the backward pass needs of one block of centres, triplets packed as j < k.
@@ -756,24 +752,24 @@ def _angular_block_vjp(plan, ws, vb, fc, dfc, dE_dG, pair_index):
 
 
 @lru_cache(maxsize=64)
-def _polynomial_tables(zl):
-    """Monomial coefficients of (1 + λx)^ζ and of its derivative for the (ζ, λ) in ``zl``.
+def _power_sums(zl):
+    """How :func:`_omega_polynomial` evaluates Σ_z ω_z (1 + λ_z x)^ζ_z for the (ζ, λ) in zl.
 
-    Returns (poly, T, dT, direct): ``poly`` indices into zl of the integer ζ ≤
-    :data:`MAX_POLYNOMIAL_DEGREE`; T[n, d] = binom(ζ, d) λ^d and dT[n, d] = (d + 1)
-    T[n, d + 1], shape (len(poly), degree + 1); ``direct`` the other indices.
+    Returns (chains, direct). ``chains``: one (λ, exponents, S, dS) per λ with integer ζ;
+    ``exponents`` the distinct ζ in decreasing order, S (n_z, n_e) sums the weights of each
+    exponent, dS = λ ζ S the weights of the derivative. ``direct``: indices of the
+    non-integer ζ, evaluated as powers.
     """
-    poly = [n for n, (z, _) in enumerate(zl)
-            if float(z).is_integer() and z <= MAX_POLYNOMIAL_DEGREE]
-    direct = [n for n in range(len(zl)) if n not in poly]
-    degree = max([int(zl[n][0]) for n in poly], default=0)
-    T = np.zeros((len(poly), degree + 1))
-    for row, n in enumerate(poly):
-        zeta, lam = int(zl[n][0]), zl[n][1]
-        T[row, : zeta + 1] = [math.comb(zeta, d) * lam**d for d in range(zeta + 1)]
-    dT = np.zeros_like(T)
-    dT[:, :-1] = T[:, 1:] * np.arange(1, degree + 1)
-    return np.array(poly, dtype=int), T, dT, direct
+    chains = []
+    for lam in (1.0, -1.0):
+        zetas = sorted({int(z) for z, l in zl if l == lam and float(z).is_integer()},
+                       reverse=True)
+        if not zetas:
+            continue
+        S = np.array([[float(l == lam and z == e) for e in zetas] for z, l in zl])
+        chains.append((lam, zetas, S, S * lam * np.array(zetas, dtype=float)))
+    direct = [n for n, (z, _) in enumerate(zl) if not float(z).is_integer()]
+    return chains, direct
 
 
 def _omega_polynomial(plan, ws, zls, omega, cos, pairs):
@@ -781,30 +777,49 @@ def _omega_polynomial(plan, ws, zls, omega, cos, pairs):
 
     omega : (n_c, n_pb, n_z) weights of the group's (ζ, λ) = plan.zl[zls]; cos : (n_c, n_t);
     pairs : (n_c, n_t) element-pair index of each triplet, or None with one element.
-    For integer ζ the sum is one polynomial in cos per centre and element pair, evaluated
-    by Horner's rule: its monomial coefficients, with the 2^(1−ζ) normalisation inside ω,
-    are bounded by 2 |ω|, so no precision is lost to cancellation.
+    For integer ζ, Σ_ζ w_ζ u^ζ with u = 1 + λ cos (≥ 0) is one polynomial per centre and
+    element pair with few nonzero coefficients, evaluated by Horner's rule over the gaps
+    between exponents (u^ζ₁ … : multiply by u^(ζ₁−ζ₂), add w_ζ₂, …; u^12 from u², u⁴, u⁸).
+    Ω' has the same exponents less one, so it runs alongside. All terms are ≥ 0 for a
+    given sign of w: no cancellation.
     Returns an array (2, n_c, n_t): Ω and Ω' (a workspace buffer).
     """
     n_c, n_pb, _ = omega.shape
     zl = tuple(plan.zl[z] for z in zls)
-    poly, T, dT, direct = _polynomial_tables(zl)
+    chains, direct = _power_sums(zl)
     out = ws.get("Om_v", (2,) + cos.shape)
-    coef = np.stack([omega[..., poly] @ T, omega[..., poly] @ dT])  # (2, n_c, n_pb, deg+1)
-    if pairs is None:
-        coef = coef[:, :, 0, :, None]  # (2, n_c, deg+1, 1)
-        out[...] = coef[:, :, -1]
-        for d in range(T.shape[1] - 2, -1, -1):
-            out *= cos
-            out += coef[:, :, d]
-    else:  # per-triplet coefficients: gather from (2, deg+1, n_c·n_pb) by c·n_pb + pair
-        table = coef.transpose(0, 3, 1, 2).reshape(2, T.shape[1], n_c * n_pb)
+    if pairs is not None:  # per-triplet weights: gather from (2, n_e, n_c·n_pb)
         index = (np.arange(n_c)[:, None] * n_pb + pairs).ravel()
-        out[...] = np.take(table[:, -1], index, axis=1).reshape(out.shape)
-        for d in range(T.shape[1] - 2, -1, -1):
-            out *= cos
-            out += np.take(table[:, d], index, axis=1).reshape(out.shape)
-    for n in direct:  # non-integer (or very large) ζ
+    for n_chain, (lam, zetas, S, dS) in enumerate(chains):
+        coef = np.stack([omega @ S, omega @ dS])  # (2, n_c, n_pb, n_e)
+        if pairs is None:
+            terms = coef[:, :, 0, :, None]  # (2, n_c, n_e, 1)
+            term = lambda e: terms[:, :, e]  # noqa: E731
+        else:
+            table = coef.transpose(0, 3, 1, 2).reshape(2, len(zetas), n_c * n_pb)
+            term = lambda e: np.take(table[:, e], index, axis=1).reshape(out.shape)  # noqa: E731
+        tag = "v+" if lam > 0 else "v-"
+        base = ws.get(f"base{tag}", cos.shape)
+        np.add(1.0, cos, out=base) if lam > 0 else np.subtract(1.0, cos, out=base)
+        powers = {1: base}
+        acc = out if n_chain == 0 else ws.get("Om_v2", out.shape)
+        if len(zetas) == 1:
+            acc[...] = term(0)
+        for e in range(1, len(zetas)):
+            gap = _power(zetas[e - 1] - zetas[e], powers, ws, tag)
+            if e == 1:
+                np.multiply(term(0), gap, out=acc)
+            else:
+                acc *= gap
+            acc += term(e)
+        acc[0] *= _power(zetas[-1], powers, ws, tag)
+        if zetas[-1] > 1:
+            acc[1] *= _power(zetas[-1] - 1, powers, ws, tag)
+        if n_chain:
+            out += acc
+    if not chains:
+        out.fill(0.0)
+    for n in direct:  # non-integer ζ
         zeta, lam = zl[n]
         base = np.maximum(1.0 + lam * cos, 0.0)
         w = omega[:, :, n]
