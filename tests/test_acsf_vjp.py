@@ -110,3 +110,58 @@ def test_cache_estimate_is_an_upper_bound():
         kept = [vb.D, vb.U, vb.r, vb.species, vb.entries, vb.valid, vb.cos]
         kept += [x for pair in vb.cutoffs.values() for x in pair]
         assert sum(x.nbytes for x in kept) <= fast._VJPBlock.nbytes(plan, *entries.shape)
+
+
+# ---------------------------------------------------------------- Verlet neighbour list
+def as_set(pairs):
+    return {(a, b, *s) for a, b, s in zip(pairs.i.tolist(), pairs.j.tolist(), pairs.shifts.tolist())}
+
+
+def test_verlet_pairs_equal_a_fresh_list_along_a_trajectory():
+    from nnptutor.descriptors._verlet import VerletPairs
+    from nnptutor.neighbors import neighbor_pairs
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
+    rng = np.random.default_rng(3)
+    verlet = VerletPairs(4.0, skin=0.5)
+    rebuilt = 0
+    for step in range(12):
+        atoms.positions += rng.normal(scale=0.06, size=atoms.positions.shape)
+        if step == 8:
+            atoms.wrap()  # a jump by a cell vector: the list must be rebuilt
+        kept_before = verlet._kept
+        got, expected = verlet(atoms), neighbor_pairs(atoms, 4.0)
+        rebuilt += verlet._kept is not kept_before
+        assert as_set(got) == as_set(expected)
+        assert np.all(np.diff(got.i) >= 0)
+        order = np.lexsort((got.shifts[:, 2], got.shifts[:, 1], got.shifts[:, 0], got.j, got.i))
+        order_e = np.lexsort((expected.shifts[:, 2], expected.shifts[:, 1], expected.shifts[:, 0],
+                              expected.j, expected.i))
+        np.testing.assert_allclose(got.vectors[order], expected.vectors[order_e], atol=1e-12)
+    assert 2 <= rebuilt < 11  # reused in between, rebuilt when atoms moved too far
+
+
+def test_verlet_pairs_reject_overlapping_atoms_and_new_systems():
+    from nnptutor.descriptors._verlet import VerletPairs
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 1, 1))
+    verlet = VerletPairs(4.0)
+    verlet(atoms), verlet(atoms)
+    assert verlet._kept is not None
+    bigger = atoms.repeat((1, 2, 1))
+    assert len(verlet(bigger).i) == len(bigger) * len(verlet(atoms).i) // len(atoms)
+    moved = atoms.copy()
+    moved.positions[1] = moved.positions[0] + 0.05
+    verlet(atoms)
+    with pytest.raises(ValueError, match="overlapping"):
+        verlet(moved)
+
+
+def test_vjp_along_an_md_trajectory():
+    """compute_with_vjp on consecutive geometries (reused neighbour list) stays exact."""
+    d = ACSF(["Na", "Cl"], 4.5, g2=G2, g4=G4, g5=G5)
+    atoms = nacl_cell()
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        atoms.positions += rng.normal(scale=0.1, size=atoms.positions.shape)
+        assert check_vjp(d, atoms) < 1e-10

@@ -338,7 +338,9 @@ class ACSF(Descriptor):
             3-vector is formed, so no derivative array is built; the per-block geometry
             and triplet cutoffs are kept from the forward pass up to
             ``_acsf_fast.VJP_CACHE_BYTES`` (128 MiB, about 1700 Cu atoms at r_cut 6 Å) and
-            recomputed beyond. ``vjp`` may be called more than once.
+            recomputed beyond. ``vjp`` may be called more than once. Consecutive calls
+            on one system (MD) reuse a neighbour list with a 0.5 Å Verlet skin
+            (:mod:`._verlet`).
         """
         from nnptutor.structures import check_atoms
 
@@ -347,7 +349,12 @@ class ACSF(Descriptor):
         from nnptutor.descriptors._acsf_fast import fast_features_with_vjp
 
         check_atoms(atoms, self.elements)
-        pairs = neighbor_pairs(atoms, self.r_cut)
+        verlet = getattr(self, "_verlet_pairs", None)
+        if verlet is None or verlet.r_cut != self.r_cut:
+            from nnptutor.descriptors._verlet import VerletPairs
+
+            verlet = self._verlet_pairs = VerletPairs(self.r_cut)
+        pairs = verlet(atoms)  # neighbor_pairs(atoms, r_cut), reused between MD steps
         species = self.element_indices(atoms.numbers)
         return fast_features_with_vjp(self, pairs.i, pairs.j, pairs.vectors, pairs.distances,
                                       species, len(atoms))
