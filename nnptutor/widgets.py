@@ -82,8 +82,20 @@ def show_symmetry_functions(
     """
     import matplotlib.pyplot as plt
 
+    fig = plt.figure(figsize=_figure_size(atoms))
+    _draw_symmetry_functions(fig, eta, r_s, kappa, zeta, lambda_, atoms, r_cut, cutoff)
+    return fig
+
+
+def _figure_size(atoms):
+    """(width, height) [inches] of the symmetry-function figure: 2 panels, 3 with ``atoms``."""
+    return (4.2 * (3 if atoms is not None else 2), 3.4)
+
+
+def _draw_symmetry_functions(fig, eta, r_s, kappa, zeta, lambda_, atoms, r_cut, cutoff):
+    """Draw :func:`show_symmetry_functions`'s panels into the empty figure ``fig``."""
     n_panels = 3 if atoms is not None else 2
-    fig, axes = plt.subplots(1, n_panels, figsize=(4.2 * n_panels, 3.4))
+    axes = fig.subplots(1, n_panels)
     r = np.linspace(0.0, r_cut * 1.05, 400)
     ax = axes[0]
     ax.plot(r, radial_term(r, eta, r_s, r_cut, cutoff), label=f"G2 term (η={eta:g}, R_s={r_s:g})")
@@ -114,7 +126,6 @@ def show_symmetry_functions(
         fig.colorbar(image, ax=ax, shrink=0.8)
     if fig.get_layout_engine() is None:  # use_style() sets constrained layout; tight_layout would clash
         fig.tight_layout()
-    return fig
 
 
 def symmetry_function_explorer(atoms=None, r_cut: float = 6.0, cutoff: str = "cosine"):
@@ -128,19 +139,23 @@ def symmetry_function_explorer(atoms=None, r_cut: float = 6.0, cutoff: str = "co
     import threading
 
     import ipywidgets as w
-    import matplotlib.pyplot as plt
     from IPython.display import display
+    from matplotlib.figure import Figure
 
-    lock = threading.Lock()  # pyplot is global state: never let two redraws interleave
+    lock = threading.Lock()  # one redraw at a time, whichever kernel thread delivers the move
 
     def draw(eta, r_s, kappa, zeta, lambda_):
         with lock:
             # echo the values the kernel received (students see them; browser tests read them)
             print(f"kernel received: eta={eta:.3g} r_s={r_s:.3g} kappa={kappa:.3g} "
                   f"zeta={zeta:.3g} lambda={lambda_:+.0f}")
-            fig = show_symmetry_functions(eta, r_s, kappa, zeta, lambda_, atoms, r_cut, cutoff)
-            display(fig)  # this figure only, fully drawn, then released
-            plt.close(fig)
+            # A Figure outside pyplot: in JupyterLab widget messages may arrive on a kernel
+            # subshell thread, and every comm message ends with the inline backend's
+            # post-execute hook, which renders and closes *all* pyplot figures. A pyplot figure
+            # drawn here could be rendered half-built (blank PNG) or closed by another thread.
+            fig = Figure(figsize=_figure_size(atoms))
+            _draw_symmetry_functions(fig, eta, r_s, kappa, zeta, lambda_, atoms, r_cut, cutoff)
+            display(fig)  # this figure only, fully drawn
 
     # redraw when a slider is released, not on every pixel of a drag (each redraw costs ~0.1 s)
     style = {"description_width": "40px"}

@@ -35,3 +35,35 @@ def test_one_matplotlib_backend_per_notebook(path):
     nb = nbformat.read(path, as_version=4)
     chosen = set().union(*(backends(c.source) for c in nb.cells if c.cell_type == "code"))
     assert len(chosen) <= 1, f"{path.name} switches matplotlib backends: {sorted(chosen)}"
+
+
+def test_explorer_figures_stay_out_of_pyplot(monkeypatch):
+    """Notebook 03's explorer draws on figures pyplot does not know.
+
+    In JupyterLab widget messages may be handled on a kernel subshell thread, and every comm
+    message ends with the inline backend's post-execute hook, which renders and closes *every*
+    open pyplot figure: a pyplot figure being drawn on another thread then reached the browser
+    as a blank or half-drawn PNG (issue 8).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib._pylab_helpers import Gcf
+
+    from nnptutor import widgets
+
+    drawn = []
+    original = widgets._draw_symmetry_functions
+
+    def spy(fig, *args):
+        pyplot_figures = [manager.canvas.figure for manager in Gcf.get_all_fig_managers()]
+        drawn.append(fig not in pyplot_figures)
+        original(fig, *args)
+
+    monkeypatch.setattr(widgets, "_draw_symmetry_functions", spy)
+    before = plt.get_fignums()
+    explorer = widgets.symmetry_function_explorer()  # draws once
+    explorer.children[1].value = 3.0  # R_s: draws again
+    assert drawn == [True, True]
+    assert plt.get_fignums() == before
