@@ -565,11 +565,11 @@ def fast_features(acsf, i, j, vectors, distances, species, derivatives):
 # --------------------------------------------------------------------------------------
 # vector–Jacobian product: forces without the derivative array (trick 8)
 # --------------------------------------------------------------------------------------
-#: Bytes of per-block geometry (packed cos θ_jk, B, B̂, padded vectors) that
-#: :func:`fast_features_with_vjp` keeps from the forward pass for the backward pass: about
-#: 1 + 2 n_η float64 per triplet j < k (n_η G4 η values): 40 MB for 500 Cu atoms with 78
-#: neighbours and one η. Blocks
-#: beyond the cap are recomputed in the backward pass (same numbers, slower).
+#: Cap [bytes] on the per-block geometry (packed cos θ_jk, B, B̂, padded vectors) that
+#: :func:`fast_features_with_vjp` keeps from the forward pass for the backward pass:
+#: 1 + 2 n_η float64 per triplet j < k (n_η distinct G4 η), about 80 kB per Cu atom with
+#: 78 neighbours and one η (40 MB for 500 atoms). Blocks beyond the cap are recomputed in
+#: the backward pass (same numbers, slower), so memory stays bounded for any size.
 VJP_CACHE_BYTES = 1 << 27  # 128 MiB
 
 
@@ -745,7 +745,8 @@ def _angular_block_vjp(plan, ws, vb, fc, dfc, dE_dG, pair_index):
         P = np.ascontiguousarray(R.transpose(0, 2, 1)) @ full  # (3, n_c, 7, K): (M R)ᵀ
         M1a, M2a, M2aD, M3aU = P[0, :, 0], P[1, :, 0], P[1, :, 1:4], P[2, :, 4:7]
         M3aU = M3aU.transpose(0, 2, 1)  # (n_c, K, 3)
-        alpha += (da * inv_r) * M1a + a * M2a - (a * inv_r**2) * np.einsum("cma,cma->cm", vb.U, M3aU)
+        U_M3aU = np.einsum("cma,cma->cm", vb.U, M3aU)
+        alpha += (da * inv_r) * M1a + a * M2a - (a * inv_r**2) * U_M3aU
         g += (a * inv_r)[..., None] * M3aU - a[..., None] * M2aD.transpose(0, 2, 1)
     g += alpha[..., None] * vb.D
     return g
@@ -779,9 +780,10 @@ def _omega_polynomial(plan, ws, zls, omega, cos, pairs):
     pairs : (n_c, n_t) element-pair index of each triplet, or None with one element.
     For integer ζ, Σ_ζ w_ζ u^ζ with u = 1 + λ cos (≥ 0) is one polynomial per centre and
     element pair with few nonzero coefficients, evaluated by Horner's rule over the gaps
-    between exponents (u^ζ₁ … : multiply by u^(ζ₁−ζ₂), add w_ζ₂, …; u^12 from u², u⁴, u⁸).
-    Ω' has the same exponents less one, so it runs alongside. All terms are ≥ 0 for a
-    given sign of w: no cancellation.
+    between exponents (start from w_ζ₁, multiply by u^(ζ₁−ζ₂), add w_ζ₂, …, finally multiply
+    by u^ζ_min; the gap powers by repeated squaring, e.g. u^12 from u², u³, u⁶). Ω' has the
+    same exponents less one, so it runs alongside. Every term w u^ζ has the sign of w:
+    no cancellation beyond that of the weights themselves.
     Returns an array (2, n_c, n_t): Ω and Ω' (a workspace buffer).
     """
     n_c, n_pb, _ = omega.shape
@@ -794,10 +796,12 @@ def _omega_polynomial(plan, ws, zls, omega, cos, pairs):
         coef = np.stack([omega @ S, omega @ dS])  # (2, n_c, n_pb, n_e)
         if pairs is None:
             terms = coef[:, :, 0, :, None]  # (2, n_c, n_e, 1)
-            term = lambda e: terms[:, :, e]  # noqa: E731
+            def term(e):
+                return terms[:, :, e]
         else:
             table = coef.transpose(0, 3, 1, 2).reshape(2, len(zetas), n_c * n_pb)
-            term = lambda e: np.take(table[:, e], index, axis=1).reshape(out.shape)  # noqa: E731
+            def term(e):
+                return np.take(table[:, e], index, axis=1).reshape(out.shape)
         tag = "v+" if lam > 0 else "v-"
         base = ws.get(f"base{tag}", cos.shape)
         np.add(1.0, cos, out=base) if lam > 0 else np.subtract(1.0, cos, out=base)
