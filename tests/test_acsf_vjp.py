@@ -9,6 +9,7 @@ from ase.build import bulk, molecule
 
 import nnptutor.descriptors._acsf_fast as fast
 from nnptutor import ACSF
+from nnptutor.neighbors import neighbor_pairs
 
 G2 = [(0.5, 0.0), (0.2, 1.5), (1.0, 2.5)]
 G4 = [(0.005, 1.0, 1.0), (0.005, 2.0, -1.0), (0.3, 4.0, 1.0), (0.01, 16.0, -1.0)]
@@ -49,13 +50,26 @@ def test_vjp_equals_sparse_derivatives_vjp(case, cutoff):
     assert check_vjp(d, make_atoms()) < 1e-10
 
 
-@pytest.mark.parametrize("cache_bytes", [0, 300_000])
-def test_vjp_without_or_with_part_of_the_cache(monkeypatch, cache_bytes):
+@pytest.mark.parametrize("kept", ["none", "some"])
+def test_vjp_without_or_with_part_of_the_cache(monkeypatch, kept):
     """Blocks beyond the cap are recomputed in the backward pass: same answer."""
-    monkeypatch.setattr(fast, "VJP_CACHE_BYTES", cache_bytes)
     atoms = nacl_cell().repeat((2, 1, 1))
     d = ACSF(["Na", "Cl"], 4.5, g2=G2, g4=G4, g5=G5)
+    blocks = fast._blocks
+    monkeypatch.setattr(fast, "_blocks", lambda i, n: blocks(i, n, block_size=700))
+    plan, counts = fast._plan(d), np.bincount(neighbor_pairs(atoms, 4.5).i)
+    sizes = [fast._VJPBlock.nbytes(plan, *e.shape) for _, e, _ in fast._blocks(
+        np.repeat(np.arange(len(atoms)), counts), len(atoms))]
+    assert len(sizes) >= 4
+    monkeypatch.setattr(fast, "VJP_CACHE_BYTES", 0 if kept == "none" else sum(sizes) // 2)
+    recomputed = []
+    packed = fast._angular_block_packed
+    monkeypatch.setattr(fast, "_angular_block_packed", lambda *a: recomputed.append(1) or packed(*a))
     assert check_vjp(d, atoms) < 1e-10
+    if kept == "none":
+        assert len(recomputed) == len(sizes)
+    else:
+        assert 2 <= len(recomputed) < len(sizes)
 
 
 def test_vjp_non_integer_and_large_zeta():
@@ -99,8 +113,6 @@ def test_cache_estimate_is_an_upper_bound():
     d = ACSF(["Na", "Cl"], 4.5, g2=G2, g4=G4, g5=G5)
     plan = fast._plan(d)
     atoms = nacl_cell()
-    from nnptutor.neighbors import neighbor_pairs
-
     p = neighbor_pairs(atoms, d.r_cut)
     species = d.element_indices(atoms.numbers)
     ws = fast.Workspace()
@@ -124,7 +136,6 @@ def canonical(pairs):
 
 def test_verlet_pairs_equal_a_fresh_list_along_a_trajectory():
     from nnptutor.descriptors._verlet import VerletPairs
-    from nnptutor.neighbors import neighbor_pairs
 
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
     rng = np.random.default_rng(3)
