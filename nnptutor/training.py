@@ -237,29 +237,50 @@ def _as_featurized(potential, data, progress, name) -> FeaturizedSet | None:
 # ---------------------------------------------------------------------------------------
 # batches and errors
 # ---------------------------------------------------------------------------------------
+class _Tensors:
+    """A FeaturizedSet's per-structure arrays as torch tensors, converted once per training
+    run (float arrays in the training dtype, indices as int64), so that a mini-batch is a
+    few ``torch.cat`` calls."""
+
+    def __init__(self, data: FeaturizedSet, dtype, forces: bool):
+        def floats(seq):
+            return [torch.from_numpy(np.asarray(a)).to(dtype) for a in seq]
+
+        def ints(seq):
+            return [torch.from_numpy(np.asarray(a, dtype=np.int64)) for a in seq]
+
+        self.values, self.types = floats(data.values), ints(data.types)
+        self.n_atoms, self.energies = data.n_atoms, data.energies
+        self.center = self.neighbor = self.derivatives = self.forces = None
+        if forces:
+            self.center, self.neighbor = ints(data.center), ints(data.neighbor)
+            self.derivatives, self.forces = floats(data.derivatives), floats(data.forces)
+
+
 class _Batch:
     """Several structures concatenated into one set of tensors (indices offset)."""
 
-    def __init__(self, data: FeaturizedSet, index, dtype, forces: bool):
+    def __init__(self, data, index, dtype, forces: bool):
+        if not isinstance(data, _Tensors):
+            data = _Tensors(data[list(index)], dtype, forces)
+            index = range(len(data.values))
         index = list(index)
-        n_centres = np.array([len(data.types[k]) for k in index])
+        n_centres = [len(data.types[k]) for k in index]
         n_atoms = data.n_atoms[index]
         self.n_structures = len(index)
-        self.x = torch.from_numpy(np.concatenate([data.values[k] for k in index])).to(dtype)
-        self.types = torch.from_numpy(np.concatenate([data.types[k] for k in index]))
-        self.structure = torch.from_numpy(np.repeat(np.arange(len(index)), n_centres))
+        self.x = torch.cat([data.values[k] for k in index])
+        self.types = torch.cat([data.types[k] for k in index])
+        self.structure = torch.repeat_interleave(torch.arange(len(index)), torch.tensor(n_centres))
         self.n_atoms = torch.from_numpy(n_atoms).to(dtype)
         self.energy = torch.from_numpy(data.energies[index]).to(dtype)  # reference removed later
         self.forces = None
         if forces:
             centre_offset = np.concatenate([[0], np.cumsum(n_centres)[:-1]])
             atom_offset = np.concatenate([[0], np.cumsum(n_atoms)[:-1]])
-            self.center = torch.from_numpy(np.concatenate(
-                [data.center[k].astype(np.int64) + o for k, o in zip(index, centre_offset)]))
-            self.neighbor = torch.from_numpy(np.concatenate(
-                [data.neighbor[k].astype(np.int64) + o for k, o in zip(index, atom_offset)]))
-            self.dG = torch.from_numpy(np.concatenate([data.derivatives[k] for k in index])).to(dtype)
-            self.forces = torch.from_numpy(np.concatenate([data.forces[k] for k in index])).to(dtype)
+            self.center = torch.cat([data.center[k] + int(o) for k, o in zip(index, centre_offset)])
+            self.neighbor = torch.cat([data.neighbor[k] + int(o) for k, o in zip(index, atom_offset)])
+            self.dG = torch.cat([data.derivatives[k] for k in index])
+            self.forces = torch.cat([data.forces[k] for k in index])
             self.n_atoms_total = int(n_atoms.sum())
 
 
@@ -525,7 +546,8 @@ def _optimise(potential, train_set, val_set, use_forces, s, tqdm) -> TrainingHis
     history = TrainingHistory(settings=s)
 
     if s["optimizer"] == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=s["lr"])
+        tensors = _Tensors(train_set, torch_dtype, use_forces)
+        opt = torch.optim.Adam(model.parameters(), lr=s["lr"], foreach=True)
     else:
         opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=20, history_size=100,
                                 line_search_fn="strong_wolfe")
@@ -560,7 +582,7 @@ def _optimise(potential, train_set, val_set, use_forces, s, tqdm) -> TrainingHis
                 order = rng.permutation(n)
                 for b in range(n_batches):
                     idx = np.sort(order[b * s["batch_size"]:(b + 1) * s["batch_size"]])
-                    batch = _Batch(train_set, idx, torch_dtype, use_forces)
+                    batch = _Batch(tensors, idx, torch_dtype, use_forces)
                     n_comp = 3 * batch.n_atoms_total if use_forces else 1
                     loss = batch_loss(batch, offsets[idx], len(idx), n_comp, stats)
                     opt.zero_grad(set_to_none=True)
