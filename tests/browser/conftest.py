@@ -68,7 +68,22 @@ def pytest_configure(config):
 OPT_IN = "NNPTUTOR_BROWSER_TESTS"
 
 
+def _notebook_of(item):
+    """The notebook a browser test runs (its ``path`` parameter), else None."""
+    callspec = getattr(item, "callspec", None)
+    path = callspec.params.get("path") if callspec else None
+    return path if isinstance(path, Path) and path.suffix == ".ipynb" else None
+
+
 def pytest_collection_modifyitems(config, items):
+    # notebook tests in the order the course runner starts them: longest first (so that the
+    # long ones overlap the rest), by the run times nbconvert recorded in the notebooks
+    from lab_driver import expected_seconds
+
+    slots = [k for k, item in enumerate(items) if item.get_closest_marker("browser") and _notebook_of(item)]
+    ordered = sorted((items[k] for k in slots), key=lambda item: -expected_seconds(_notebook_of(item)))
+    for k, item in zip(slots, ordered):
+        items[k] = item
     if os.environ.get(OPT_IN) == "1":
         return
     skip = pytest.mark.skip(reason=f"browser tests are opt-in: {OPT_IN}=1 python -m pytest tests/browser")
@@ -78,9 +93,15 @@ def pytest_collection_modifyitems(config, items):
 
 
 _screenshots_used = []
+_course_summary = []  # (relative path, {phase: seconds}) of every notebook checked
 
 
 def pytest_terminal_summary(terminalreporter):
+    if _course_summary:
+        terminalreporter.write_line("browser notebooks (seconds: open, Run All, checks):")
+        for relpath, seconds in _course_summary:
+            phases = ", ".join(f"{name} {seconds.get(name, 0):.1f}" for name in ("open", "run", "checks"))
+            terminalreporter.write_line(f"  {relpath}: {phases}")
     if _screenshots_used and any(SCREENSHOTS.glob("*.png")):
         terminalreporter.write_line(f"browser test screenshots: {SCREENSHOTS}")
 
@@ -286,6 +307,31 @@ def lab_page(browser, lab_server):
     lab = LabPage(browser, lab_server)
     yield lab
     lab.close()
+
+
+def _parallel() -> int:
+    """How many notebooks run at once: NNPTUTOR_BROWSER_PARALLEL, else the CPU count (at most 4)."""
+    value = os.environ.get("NNPTUTOR_BROWSER_PARALLEL")
+    return max(1, int(value)) if value else max(1, min(4, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def course(request, lab_page):
+    """Runs the session's notebooks side by side in tabs of the one JupyterLab page, in the
+    order the tests ask for them (see ``lab_driver.CourseRunner``)."""
+    from lab_driver import CourseRunner
+
+    order = []
+    for item in request.session.items:
+        path = _notebook_of(item)
+        if path is not None and item.get_closest_marker("browser"):
+            relpath = path.relative_to(REPO).as_posix()
+            if relpath not in order:
+                order.append(relpath)
+    runner = CourseRunner(lab_page, order, parallel=_parallel())
+    yield runner
+    _course_summary.extend(runner.summary)
+    runner.close_all()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
-"""Drive one notebook in JupyterLab the way a student does: open, run all, move sliders.
+"""Drive the course in JupyterLab the way a student does: open, run all, move sliders.
 
-One JupyterLab page serves the whole session (loading JupyterLab costs more than most checks);
-notebooks are opened in it one at a time and closed with their kernels. The page is a real
+One JupyterLab page serves the whole session (loading JupyterLab costs more than most checks).
+Notebooks are opened in tabs of it, a few at a time so that their kernels run side by side
+(:class:`CourseRunner`), checked one at a time in the front tab, and closed with their kernels. The page is a real
 JupyterLab (``--LabApp.expose_app_in_browser``), so besides the DOM the helpers may ask the
 app for the notebook model and send code to the notebook's own kernel.
 """
@@ -14,38 +15,50 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
 import numpy as np
 from PIL import Image
 
-# JavaScript run in the page; the panel is the notebook tab under test.
-_PANEL = "window.__notebookUnderTest"
+try:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+except ImportError:  # without playwright the browser tests skip (or fail under CI) in conftest
+    PlaywrightTimeout = TimeoutError
+
+# JavaScript run in the page. Open notebooks are kept by path in window.__panels, so that
+# several notebooks can run at once in tabs of the one JupyterLab page.
+_PANELS = "(window.__panels = window.__panels || {})"
 _OPEN = f"""async (path) => {{
   const app = window.jupyterapp;
   const panel = await app.commands.execute('docmanager:open', {{path, factory: 'Notebook'}});
   app.shell.activateById(panel.id);
-  {_PANEL} = panel;
+  {_PANELS}[path] = panel;
   return panel.id;
 }}"""
-_CLOSE = f"""async () => {{
-  const panel = {_PANEL};
+_ACTIVATE = f"""(path) => window.jupyterapp.shell.activateById({_PANELS}[path].id)"""
+_CLOSE = f"""async (path) => {{
+  const panel = {_PANELS}[path];
   const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
   const id = kernel ? kernel.id : null;
   await panel.sessionContext.shutdown();
   panel.dispose();  // without the save dialog: the test never saves
-  {_PANEL} = null;
+  delete {_PANELS}[path];
   return id;
 }}"""
-_KERNEL_STATUS = f"""() => {{
-  const panel = {_PANEL};
+# Kernel status of an open notebook (null before its kernel exists).
+_STATUS_JS = f"""(path) => {{
+  const panel = {_PANELS}[path];
   const kernel = panel && panel.sessionContext && panel.sessionContext.session
                  && panel.sessionContext.session.kernel;
   return kernel ? kernel.status : null;
 }}"""
-_CELL_STATES = f"""() => {{
-  const panel = {_PANEL};
+_KERNEL_STATUS = f"(path) => ({_STATUS_JS})(path)"
+# Kernel idle, or a dialog (e.g. kernel selection) waiting for an answer.
+_KERNEL_READY = f"""(path) => ({_STATUS_JS})(path) === 'idle' || !!document.querySelector('.jp-Dialog')"""
+_CELL_STATES = f"""(path) => {{
+  const panel = {_PANELS}[path];
   return panel.content.widgets.map(cell => ({{
     type: cell.model.type,
     source: cell.model.sharedModel.getSource(),
@@ -55,8 +68,23 @@ _CELL_STATES = f"""() => {{
       : [],
   }}));
 }}"""
-_EXECUTE = f"""async (code) => {{
-  const kernel = ({_PANEL}).sessionContext.session.kernel;
+# The first of ``paths`` whose Run All is over: every code cell ran (and the kernel is idle),
+# or a cell raised (JupyterLab stops there), or the kernel died. False while all still run.
+_FIRST_FINISHED = f"""(paths) => {{
+  for (const path of paths) {{
+    const status = ({_STATUS_JS})(path);
+    if (status === 'dead' || status === 'unknown') return path;
+    const cells = {_PANELS}[path].content.widgets.filter(cell => cell.model.type === 'code');
+    const failed = cells.some(cell => Array.from({{length: cell.model.outputs.length}},
+      (_, k) => cell.model.outputs.get(k).type).includes('error'));
+    const pending = cells.some(cell => cell.model.executionCount === null
+                                       && cell.model.sharedModel.getSource().trim());
+    if (failed || (!pending && status === 'idle')) return path;
+  }}
+  return false;
+}}"""
+_EXECUTE = f"""async ([path, code]) => {{
+  const kernel = {_PANELS}[path].sessionContext.session.kernel;
   const future = kernel.requestExecute({{code, silent: false, store_history: false}});
   let text = '';
   future.onIOPub = msg => {{
@@ -66,6 +94,7 @@ _EXECUTE = f"""async (code) => {{
   await future.done;
   return text;
 }}"""
+_WIDGETS_RENDERED = f"""(path) => !{_PANELS}[path].node.textContent.includes('Loading widget...')"""
 # Images a slider drives: those in the nearest enclosing element (inside its cell) that has any.
 _IMAGES_NEAR = """(slider) => {
   for (let node = slider.parentElement; node; node = node.parentElement) {
@@ -74,6 +103,13 @@ _IMAGES_NEAR = """(slider) => {
   }
   return [];
 }"""
+# A new figure next to the slider: images differ from ``before``, none is empty, and the
+# notebook's kernel is idle.
+_NEW_FIGURE_NEAR = f"""([slider, before, path]) => {{
+  const images = ({_IMAGES_NEAR})(slider);
+  return images.length > 0 && JSON.stringify(images) !== JSON.stringify(before)
+         && ({_STATUS_JS})(path) === 'idle';
+}}"""
 # Boxes of a cell's images relative to the cell, once decoded and two frames painted.
 _DECODED_IMAGE_BOXES = """async (cell) => {
   const images = Array.from(cell.querySelectorAll('img'));
@@ -85,10 +121,6 @@ _DECODED_IMAGE_BOXES = """async (cell) => {
     return [box.left - origin.left, box.top - origin.top, box.width, box.height];
   });
 }"""
-# Force layout and paint of a cell's images again (a captured frame may have skipped them).
-_REPAINT_IMAGES = """(cell) => cell.querySelectorAll('img').forEach(img => {
-  img.style.display = 'none'; void img.offsetHeight; img.style.display = '';
-})"""
 # Every slider widget in the kernel: model id -> [description, value shown to the student].
 _KERNEL_SLIDERS = """
 import json as _json, warnings as _warnings
@@ -118,6 +150,22 @@ def canonical_label(text: str) -> str:
         if text in spellings:
             return name
     return text
+
+
+def expected_seconds(path: Path) -> float:
+    """How long the notebook took when it was last executed (its cells' ``execution``
+    timestamps, written by nbconvert/nbclient), 0 where none are recorded.
+
+    Only a hint for the order the notebooks run in (longest first); never checked."""
+    nb = nbformat.read(path, as_version=4)
+    total = 0.0
+    for cell in nb.cells:
+        stamps = cell.get("metadata", {}).get("execution", {})
+        start, end = stamps.get("iopub.execute_input"), stamps.get("shell.execute_reply")
+        if start and end:
+            total += (datetime.fromisoformat(end.replace("Z", "+00:00"))
+                      - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+    return total
 
 
 def uses_widgets(path: Path) -> bool:
@@ -185,69 +233,74 @@ class LabPage:
 
 
 class NotebookTab:
-    """One notebook opened in the session's JupyterLab page, with its own kernel."""
+    """One notebook opened in a tab of the session's JupyterLab page, with its own kernel.
 
-    def __init__(self, lab: LabPage, relpath: str):
+    Several tabs may be open at once (their kernels run side by side); whatever a test checks
+    in the page it checks after :meth:`activate`, as a student looks at one tab at a time.
+    """
+
+    def __init__(self, lab: LabPage, relpath: str, timeout: float = 60.0):
         self.lab, self.server, self.relpath, self.page = lab, lab.server, relpath, lab.page
         self.errors_before = len(lab.console_errors)
+        self.cells: list[dict] = []  # cell states once Run All is over (set by CourseRunner)
+        self.seconds: dict[str, float] = {}  # phase -> wall-clock seconds (for the summary)
+        start = time.monotonic()
         panel_id = self.page.evaluate(_OPEN, relpath)
         self.root = self.page.locator(f'[id="{panel_id}"]')
-        self.wait_for_kernel()
+        self.wait_for_kernel(timeout)
+        self.seconds["open"] = time.monotonic() - start
 
     @property
     def console_errors(self) -> list[str]:
-        """JavaScript errors since this notebook was opened."""
+        """JavaScript errors in the page since this notebook was opened."""
         return self.lab.console_errors[self.errors_before:]
+
+    def activate(self):
+        """Bring this notebook's tab to the front."""
+        self.page.evaluate(_ACTIVATE, self.relpath)
 
     # --- kernel and cells -------------------------------------------------------------------
     def kernel_status(self):
-        return self.page.evaluate(_KERNEL_STATUS)
+        return self.page.evaluate(_KERNEL_STATUS, self.relpath)
 
     def wait_for_kernel(self, timeout: float = 60.0):
-        """Wait until the notebook is shown and its kernel is idle (accepting a kernel dialog)."""
+        """Wait until the notebook's kernel is idle, accepting any dialog (kernel choice)."""
         deadline = time.monotonic() + timeout
-        while self.kernel_status() != "idle":
-            dialog = self.page.locator(".jp-Dialog .jp-mod-accept")
-            if dialog.count():
-                dialog.first.click()
-            if time.monotonic() > deadline:
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                self.page.wait_for_function(_KERNEL_READY, arg=self.relpath,
+                                            timeout=max(remaining, 0.001) * 1000)
+            except PlaywrightTimeout:
                 raise AssertionError(f"{self.relpath}: kernel not idle after {timeout} s "
-                                     f"(status {self.kernel_status()!r})")
-            time.sleep(0.2)
+                                     f"(status {self.kernel_status()!r})") from None
+            dialog = self.page.locator(".jp-Dialog .jp-mod-accept")
+            if not dialog.count():
+                return
+            dialog.first.click()
 
     def menu(self, menu: str, command: str):
         """Click a menu-bar entry, then the item bound to ``command`` (as a student would)."""
         self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{menu}$")).click()
         self.page.locator(f'.lm-Menu-item[data-command="{command}"]').click()
 
-    def run_all(self, timeout: float = 300.0) -> list[dict]:
-        """Clear all outputs, Run > Run All Cells, wait until every code cell has run.
-
-        Returns the cell states (type, source, execution count, output types).
-        """
+    def start_run_all(self):
+        """Edit > Clear All Outputs, then Run > Run All Cells; returns at once."""
+        self.activate()
         self.menu("Edit", "editmenu:clear-all")
         self.menu("Run", "runmenu:run-all")
-        deadline = time.monotonic() + timeout
-        while True:
-            cells = self.page.evaluate(_CELL_STATES)
-            pending = [k for k, c in enumerate(cells)
-                       if c["type"] == "code" and c["source"].strip() and c["count"] is None]
-            if not pending and self.kernel_status() == "idle":
-                break
-            if any("error" in c["outputs"] for c in cells):
-                break  # JupyterLab stops at the first error; report it below
-            if self.kernel_status() in ("dead", "unknown"):
-                raise AssertionError(f"{self.relpath}: the kernel died while running cells")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.relpath}: cells {pending} not run after {timeout} s")
-            time.sleep(0.25)
-        return cells
+        self.started = time.monotonic()
+
+    def cell_states(self) -> list[dict]:
+        """Type, source, execution count and output types of every cell."""
+        return self.page.evaluate(_CELL_STATES, self.relpath)
 
     def wait_for_widgets(self, timeout: float = 30.0):
         """Wait until no widget placeholder ("Loading widget...") is left on the notebook."""
-        deadline = time.monotonic() + timeout
-        while self.root.get_by_text("Loading widget...").count() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        try:
+            self.page.wait_for_function(_WIDGETS_RENDERED, arg=self.relpath, timeout=timeout * 1000)
+        except PlaywrightTimeout:
+            pass  # errors_shown() reports the placeholder
 
     def errors_shown(self) -> list[str]:
         """Texts of error or warning outputs and broken widgets the student would see."""
@@ -263,7 +316,7 @@ class NotebookTab:
 
     def execute(self, code: str) -> str:
         """Run ``code`` in the notebook's kernel (not in a cell); return what it printed."""
-        return self.page.evaluate(_EXECUTE, code)
+        return self.page.evaluate(_EXECUTE, [self.relpath, code])
 
     def kernel_sliders(self) -> dict:
         return json.loads(self.execute(_KERNEL_SLIDERS))
@@ -287,61 +340,146 @@ class NotebookTab:
             found.setdefault(label, []).append(box)
         return found
 
-    def move(self, slider, before_kernel: dict | None = None, timeout: float = 30.0) -> SliderMove:
-        """Move a slider one step with the keyboard, wait for the kernel to redraw, and report
-        what changed. ``before_kernel``: :meth:`kernel_sliders` now, if the caller knows it."""
-        label = canonical_label(slider.locator(".widget-label").first.inner_text())
+    def images_near(self, slider) -> list[str]:
+        """Sources of the images the slider drives (see ``_IMAGES_NEAR``)."""
+        return slider.evaluate(_IMAGES_NEAR)
+
+    def wait_for_images_near(self, slider, other_than: list[str], timeout: float = 30.0) -> list[str]:
+        """Wait until the images next to the slider are not ``other_than``; return them."""
+        self.page.wait_for_function(
+            f"([slider, before]) => JSON.stringify(({_IMAGES_NEAR})(slider)) !== JSON.stringify(before)",
+            arg=[slider.element_handle(), other_than], polling=100, timeout=timeout * 1000)
+        return self.images_near(slider)
+
+    def press(self, slider) -> tuple[str, str]:
+        """Move a slider one step with the keyboard (right, or left when at the maximum).
+
+        Returns the readout (before, after)."""
         readout = slider.locator(".widget-readout")
-        images = lambda: slider.evaluate(_IMAGES_NEAR)  # noqa: E731
-        before_images, before_readout = images(), readout.inner_text()
-        if before_kernel is None:
-            before_kernel = self.kernel_sliders()
+        before = readout.inner_text()
         handle = slider.locator(".noUi-handle").first
         handle.scroll_into_view_if_needed()
         handle.focus()
-        for key in ("ArrowRight", "ArrowLeft"):  # right, or left when already at the maximum
+        for key in ("ArrowRight", "ArrowLeft"):
             handle.press(key)
-            if readout.inner_text() != before_readout:
+            if readout.inner_text() != before:
                 break
-        # each key press may trigger a redraw, which first clears the output and then shows a
-        # new PNG: wait for a new figure that stays put while the kernel is idle
+        return before, readout.inner_text()
+
+    def move(self, slider, before_kernel: dict | None = None, timeout: float = 30.0) -> SliderMove:
+        """Move a slider one step, wait for the kernel to redraw, and report what changed.
+
+        ``before_kernel``: :meth:`kernel_sliders` now, if the caller knows it. The redraw is
+        over when a new figure shows next to the slider with the kernel idle, and the figure is
+        still the same after a round trip to the kernel (a callback may show more than one)."""
+        label = canonical_label(slider.locator(".widget-label").first.inner_text())
+        before_images = self.images_near(slider)
+        if before_kernel is None:
+            before_kernel = self.kernel_sliders()
+        before_readout, after_readout = self.press(slider)
+        handle = slider.element_handle()
         deadline, after_images = time.monotonic() + timeout, None
-        while time.monotonic() < deadline and after_images is None:
-            now = images()
-            if now and now != before_images and self.kernel_status() == "idle":
-                time.sleep(0.5)
-                if images() == now and self.kernel_status() == "idle":
-                    after_images = now
-            time.sleep(0.1)
+        while after_images is None and time.monotonic() < deadline:
+            try:
+                self.page.wait_for_function(
+                    _NEW_FIGURE_NEAR, arg=[handle, before_images, self.relpath], polling=100,
+                    timeout=max(deadline - time.monotonic(), 0.001) * 1000)
+            except PlaywrightTimeout:
+                break
+            now = self.images_near(slider)
+            self.kernel_sliders()  # a round trip to the kernel
+            if self.images_near(slider) == now:
+                after_images = now
         after_kernel = self.kernel_sliders()
         change = {key: (description, before_kernel.get(key, [None, None])[1], value)
                   for key, (description, value) in after_kernel.items()
                   if before_kernel.get(key, [None, None])[1] != value}
-        return SliderMove(label, before_readout, readout.inner_text(), after_images is not None,
+        return SliderMove(label, before_readout, after_readout, after_images is not None,
                           change, after_kernel)
 
-    def screenshot(self, index: int, path: Path, attempts: int = 4) -> bool:
-        """Save a PNG of cell ``index``; return whether every figure in it shows on the PNG.
-
-        A busy headless Chromium may capture a freshly decoded image before painting it, so
-        the capture is checked (ink inside each image's box) and retried.
-        """
+    def screenshot(self, index: int, path: Path) -> bool:
+        """Save a PNG of cell ``index``; return whether every figure in it shows on the PNG
+        (clearly non-white pixels inside each decoded image's box; False without images)."""
         cell = self.cell(index)
         cell.scroll_into_view_if_needed()
-        for _ in range(attempts):
-            boxes = cell.evaluate(_DECODED_IMAGE_BOXES)
-            png = cell.screenshot(path=str(path))
-            if boxes and all(_ink(png, box) > 0.01 for box in boxes):
-                return True
-            cell.evaluate(_REPAINT_IMAGES)
-            time.sleep(0.5)
-        return False
+        boxes = cell.evaluate(_DECODED_IMAGE_BOXES)
+        png = cell.screenshot(path=str(path))
+        return bool(boxes) and all(_ink(png, box) > 0.01 for box in boxes)
 
     def close(self):
         """Shut the notebook's kernel down and close its tab (unsaved)."""
-        kernel = self.page.evaluate(_CLOSE)
+        kernel = self.page.evaluate(_CLOSE, self.relpath)
         if kernel and any(k["id"] == kernel for k in self.server.api("/api/kernels")):
             self.server.delete(f"/api/kernels/{kernel}")
+
+
+class CourseRunner:
+    """Runs the session's notebooks, ``parallel`` at a time, each in its own tab and kernel.
+
+    Notebooks start in ``order`` (the tests are sorted the same way, longest first); a test
+    asks for its notebook with :meth:`finished`, which waits for that notebook's Run All to be
+    over while starting the next ones as kernels free up. Waiting is on page conditions only.
+    """
+
+    def __init__(self, lab: LabPage, order: list[str], parallel: int = 2, timeout: float = 600.0):
+        self.lab, self.parallel, self.timeout = lab, max(1, parallel), timeout
+        self.queue = list(order)
+        self.running: dict[str, NotebookTab] = {}
+        self.done: dict[str, NotebookTab] = {}
+        self.summary: list[tuple[str, dict]] = []  # (path, phase seconds) of checked notebooks
+
+    def _fill(self, wanted: str):
+        if wanted in self.queue and len(self.running) >= self.parallel:
+            self.queue.remove(wanted)
+            self.queue.insert(0, wanted)  # next free kernel is for the notebook a test waits on
+        elif wanted in self.queue:
+            self.queue.remove(wanted)
+            self._start(wanted)
+        while len(self.running) < self.parallel and self.queue:
+            self._start(self.queue.pop(0))
+
+    def _start(self, relpath: str):
+        tab = NotebookTab(self.lab, relpath)
+        tab.start_run_all()
+        self.running[relpath] = tab
+
+    def finished(self, relpath: str) -> NotebookTab:
+        """The notebook's tab once Run All is over, brought to the front; ``tab.cells`` holds
+        the cell states."""
+        if relpath not in self.done and relpath not in self.running and relpath not in self.queue:
+            self.queue.append(relpath)  # not announced (a test run on its own)
+        self._fill(relpath)
+        while relpath not in self.done:
+            try:
+                handle = self.lab.page.wait_for_function(
+                    _FIRST_FINISHED, arg=list(self.running), polling=250, timeout=self.timeout * 1000)
+            except PlaywrightTimeout:
+                pending = {p: [k for k, c in enumerate(t.cell_states())
+                               if c["type"] == "code" and c["count"] is None]
+                           for p, t in self.running.items()}
+                raise AssertionError(f"Run All not over after {self.timeout} s; cells not run: "
+                                     f"{pending}") from None
+            path = handle.json_value()
+            tab = self.running.pop(path)
+            tab.seconds["run"] = time.monotonic() - tab.started
+            tab.cells = tab.cell_states()
+            self.done[path] = tab
+            self._fill(relpath)
+        tab = self.done.pop(relpath)
+        tab.activate()
+        return tab
+
+    def close(self, tab: NotebookTab, checked_since: float):
+        """Close a checked notebook and record its phases for the summary."""
+        tab.seconds["checks"] = time.monotonic() - checked_since
+        tab.close()
+        self.summary.append((tab.relpath, tab.seconds))
+
+    def close_all(self):
+        for tab in list(self.running.values()) + list(self.done.values()):
+            tab.close()
+        self.running.clear()
+        self.done.clear()
 
 
 def _ink(png: bytes, box) -> float:
