@@ -93,17 +93,18 @@ def test_feature_layout_and_labels():
 
 def test_default_set():
     d = ACSF.default(["Cu"], r_cut=6.0)
-    assert d.n_features == 33 and len(d.g2) == 24 and len(d.g4) == 8
+    assert d.n_features == 29 and len(d.g2) == 24 and len(d.g4) == 4
     centres = [r_s for _, r_s in d.g2]
     assert centres[0] == pytest.approx(2.11) and centres[-1] == 6.0  # 0.8 × 2 r_cov(Cu)
     values = d.compute(bulk("Cu", "fcc", a=3.61, cubic=True))
-    assert values.shape == (4, 33) and np.isfinite(values).all()
+    assert values.shape == (4, 29) and np.isfinite(values).all()
     # narrow radial Gaussians tell the fcc shells (2.55, 3.61, 4.42 Å) apart: the G2
     # centred between the first two shells is small next to the one on the first shell
     g2 = dict(zip(centres, values[0, 1:25]))
     between, first = g2[min(centres, key=lambda r: abs(r - 3.1))], g2[min(centres, key=lambda r: abs(r - 2.55))]
     assert between < 0.02 * first
-    assert ACSF.default(["O", "H"]).g2[0][1] == 0.5  # 0.8 × 2 r_cov(H), rounded
+    mol = ACSF.default(["O", "H"])
+    assert mol.g2[0][1] == 0.5 and len(mol.g2) == 16 and len(mol.g4) == 8  # 0.8 × 2 r_cov(H)
 
 
 # ---------------------------------------------------------------- two implementations
