@@ -347,18 +347,9 @@ def _radial(acsf, plan, i, j, vectors, distances, species, values, entry):
 
     fc, dfc = plan.cutoff(distances, plan.r_cut)
     terms, dterms = radial_terms(distances, fc, dfc, acsf.g2, acsf.g3, entry is not None)
-    n_atoms = len(values)
-    s_j = species[j]
-    key = i * plan.n_el + s_j  # (centre, neighbour element): sorted if one element
-    order = np.argsort(key, kind="stable") if plan.n_el > 1 else np.arange(len(key))
-    key_sorted = key[order]
-    if len(key):
-        starts = np.flatnonzero(np.r_[True, key_sorted[1:] != key_sorted[:-1]])
-        sums = np.add.reduceat(terms[order], starts, axis=0)  # (n_groups, n_rad)
-        flat = values[:, : plan.ang0].reshape(n_atoms * plan.n_el, plan.n_rad)
-        flat[key_sorted[starts]] = sums
-        values[:, : plan.ang0] = flat.reshape(n_atoms, plan.ang0)
+    _radial_sums(plan, i, j, species, terms, values)
     if entry is not None:
+        s_j = species[j]
         unit = vectors / distances[:, None]  # (n_pairs, 3)
         if plan.n_el == 1:  # straight into the slice: no (n_pairs, 3, n_rad) temporary
             np.multiply(unit[:, :, None], dterms[:, None, :], out=entry[:, :, :plan.n_rad])
@@ -368,6 +359,24 @@ def _radial(acsf, plan, i, j, vectors, distances, species, values, entry):
                 rows = np.flatnonzero(s_j == s)
                 entry[rows, :, s * plan.n_rad:(s + 1) * plan.n_rad] = per_entry[rows]
     return fc, dfc
+
+
+def _radial_sums(plan, i, j, species, terms, values):
+    """values[i, radial columns of element s_j] = Σ_j terms, per (centre, neighbour element).
+
+    terms : (n_pairs, n_rad) from :func:`radial_terms`; values : (n_atoms, n_features),
+    written in place.
+    """
+    n_atoms = len(values)
+    key = i * plan.n_el + species[j]  # (centre, neighbour element): sorted if one element
+    order = np.argsort(key, kind="stable") if plan.n_el > 1 else np.arange(len(key))
+    key_sorted = key[order]
+    if len(key):
+        starts = np.flatnonzero(np.r_[True, key_sorted[1:] != key_sorted[:-1]])
+        sums = np.add.reduceat(terms[order], starts, axis=0)  # (n_groups, n_rad)
+        flat = values[:, : plan.ang0].reshape(n_atoms * plan.n_el, plan.n_rad)
+        flat[key_sorted[starts]] = sums
+        values[:, : plan.ang0] = flat.reshape(n_atoms, plan.ang0)
 
 
 # --------------------------------------------------------------------------------------
@@ -630,9 +639,14 @@ def fast_features_with_vjp(acsf, i, j, vectors, distances, species, n_atoms,
         (n_atoms, 3) [eV/Å]. May be called any number of times; it does not modify what it
         keeps.
     """
+    from nnptutor.descriptors.acsf import radial_terms
+
     plan = _plan(acsf)
     values = np.zeros((n_atoms, acsf.n_features))
-    fc, dfc = _radial(acsf, plan, i, j, vectors, distances, species, values, None)
+    fc, dfc = plan.cutoff(distances, plan.r_cut)
+    # as _radial, with dG/dr_ij kept for the backward pass (one exp per pair and G2)
+    terms, dterms = radial_terms(distances, fc, dfc, acsf.g2, acsf.g3)  # (n_pairs, n_rad)
+    _radial_sums(plan, i, j, species, terms, values)
     blocks = []  # _VJPBlock, or (cs, entries, valid) for a block to recompute
     if plan.n_ang:
         budget = VJP_CACHE_BYTES if cache_bytes is None else cache_bytes
@@ -655,24 +669,21 @@ def fast_features_with_vjp(acsf, i, j, vectors, distances, species, n_atoms,
         dE_dG = np.asarray(dE_dG, dtype=float)
         if dE_dG.shape != values.shape:
             raise ValueError(f"dE_dG has shape {dE_dG.shape}; expected {values.shape}")
-        return _vjp(acsf, plan, i, j, vectors, distances, species, fc, dfc, blocks, dE_dG)
+        return _vjp(plan, i, j, vectors, distances, species, fc, dfc, dterms, blocks, dE_dG)
 
     return values, vjp
 
 
-def _vjp(acsf, plan, i, j, vectors, distances, species, fc, dfc, blocks, dE_dG):
+def _vjp(plan, i, j, vectors, distances, species, fc, dfc, dterms, blocks, dE_dG):
     """dE/dR (n_atoms, 3) [eV/Å] for E = Σ_i Σ_f dE_dG[i, f] G[i, f], by the chain rule.
 
     Radial: one scalar dE/dr per pair. Angular: dE/dG is contracted with the (ζ, λ) terms
     into one weight per triplet, Ω_jk = Σ_z ω_z C_z(cos θ_jk) (trick 8), so that the
     Cartesian vectors appear only once per block: dE/dD_m = α_m D_m + Σ_k β_mk D_k.
     """
-    from nnptutor.descriptors.acsf import radial_terms
-
     n_atoms = len(species)
     grad = np.zeros((len(i), 3))  # dE/dD_p for every neighbour-list entry p
-    # radial: one scalar per pair, dE/dr_p = Σ_f w[i_p, f(s_j)] dG_f/dr_p
-    _, dterms = radial_terms(distances, fc, dfc, acsf.g2, acsf.g3)  # (n_pairs, n_rad)
+    # radial: one scalar per pair, dE/dr_p = Σ_f w[i_p, f(s_j)] dG_f/dr_p (dterms: dG_f/dr_p)
     s_j = species[j]
     radial_w = dE_dG[:, : plan.ang0].reshape(n_atoms, plan.n_el, plan.n_rad)[i, s_j]
     grad += (np.einsum("pf,pf->p", radial_w, dterms) / distances)[:, None] * vectors
