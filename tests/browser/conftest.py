@@ -226,6 +226,7 @@ def lab_server(browser_available, tmp_path_factory):
         process = subprocess.Popen(command, cwd=root, env=env, stdout=log_file,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     server = LabServer(process, port, token, log)
+    server.root = root  # the mirror it serves: the notebooks as they were when the session began
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -52,7 +52,7 @@ def _run_to_the_end(course: CourseRunner, path: Path) -> NotebookTab:
     assert tab.errors_shown() == [], f"{path.name} shows errors: {tab.errors_shown()}"
     counts = [c["count"] for c in cells if c["type"] == "code" and c["source"].strip()]
     assert counts == sorted(counts), f"{path.name}: cells ran out of order {counts}"
-    index, text = last_output(path)
+    index, text = last_output(tab.server.root / _relpath(path))  # the copy the browser ran
     if index is None:  # committed without outputs: the last cell that printed anything
         index = max((k for k, c in enumerate(cells) if c["outputs"]), default=None)
         assert index is not None, f"{path.name}: no cell shows any output after Run All"
