@@ -95,16 +95,17 @@ def test_default_set():
     d = ACSF.default(["Cu"], r_cut=6.0)
     assert d.n_features == 29 and len(d.g2) == 24 and len(d.g4) == 4
     centres = [r_s for _, r_s in d.g2]
-    assert centres[0] == pytest.approx(2.11) and centres[-1] == 6.0  # 0.8 × 2 r_cov(Cu)
+    assert centres[0] == pytest.approx(2.0) and centres[-1] == 6.0  # 0.75 × 2 r_cov(Cu)
     values = d.compute(bulk("Cu", "fcc", a=3.61, cubic=True))
     assert values.shape == (4, 29) and np.isfinite(values).all()
     # narrow radial Gaussians tell the fcc shells (2.55, 3.61, 4.42 Å) apart: the G2
     # centred between the first two shells is small next to the one on the first shell
     g2 = dict(zip(centres, values[0, 1:25]))
-    between, first = g2[min(centres, key=lambda r: abs(r - 3.1))], g2[min(centres, key=lambda r: abs(r - 2.55))]
+    between = min(v for r, v in g2.items() if 2.8 < r < 3.3)
+    first = max(v for r, v in g2.items() if 2.4 < r < 2.7)
     assert between < 0.02 * first
     mol = ACSF.default(["O", "H"])
-    assert mol.g2[0][1] == 0.5 and len(mol.g2) == 16 and len(mol.g4) == 8  # 0.8 × 2 r_cov(H)
+    assert mol.g2[0][1] == 0.5 and len(mol.g2) == 16 and len(mol.g4) == 8  # 0.75 × 2 r_cov(H)
 
 
 # ---------------------------------------------------------------- two implementations

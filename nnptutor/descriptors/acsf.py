@@ -169,8 +169,8 @@ class ACSF(Descriptor):
 
         Radial: ``n_radial`` G2 of one width on a shifted grid
         (:func:`~nnptutor.descriptors.parameters.radial_grid`) from the shortest bond one
-        can expect, 0.8 × twice the smallest covalent radius of ``elements`` (2.1 Å for
-        Cu, 0.5 Å with H), to ``r_cut``. Angular: G4 with one small η (a mild distance
+        can expect, 0.75 × twice the smallest covalent radius of ``elements`` rounded to
+        0.1 Å (2.0 Å for Cu, 0.5 Å with H), to ``r_cut``. Angular: G4 with one small η (a mild distance
         weight), the given ζ and λ = ±1 (Behler 2011, 2015): ζ sharpens the angular
         resolution around θ = 0 (λ = +1) and θ = π (λ = −1).
 
@@ -207,7 +207,7 @@ class ACSF(Descriptor):
         n_radial = (24 if one else 16) if n_radial is None else n_radial
         zetas = ((1, 4) if one else (1, 2, 4, 16)) if zetas is None else tuple(zetas)
         shortest = 2 * min(covalent_radii[atomic_numbers[e]] for e in elements)
-        r_min = round(min(0.8 * shortest, 0.5 * r_cut), 2)
+        r_min = round(min(0.75 * shortest, 0.5 * r_cut), 1)
         g2 = radial_grid(r_cut, n_radial, mode="shifted", r_min=r_min)
         g4 = angular_set(etas=[0.005], zetas=zetas, lambdas=(-1, 1))
         return cls(elements, r_cut, g2=g2, g4=g4, **kwargs)
