@@ -271,3 +271,16 @@ def test_bad_parameters(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         ACSF(**args)
+
+
+def test_collinear_triplet_with_non_integer_zeta_is_finite():
+    # for this collinear triplet cos θ = U_j·U_k rounds to −1 − 2e-16; (1 − cos θ)^ζ with
+    # ζ ∉ ℤ was NaN in the fast path before 1 ± cos θ was clipped at 0
+    u = np.array([-0.96773341, -0.20049777, -0.15261944])
+    u /= np.linalg.norm(u)
+    atoms = Atoms("Cu3", positions=[[0, 0, 0], 2.7214883401940817 * u, -2.5253543224757258 * u])
+    params = dict(g2=[(1.0, 0.0)], g4=[(0.01, 1.5, 1), (0.01, 2.5, -1)])
+    fast = ACSF(["Cu"], 6.0, method="fast", **params).compute(atoms, derivatives=True)
+    ref = ACSF(["Cu"], 6.0, method="reference", **params).compute(atoms, derivatives=True)
+    assert np.isfinite(fast[0]).all() and np.isfinite(fast[1].values).all()
+    np.testing.assert_allclose(fast[0], ref[0], rtol=1e-12, atol=1e-14)

@@ -265,9 +265,10 @@ def _angular_stacks(plan, ws, cos, derivatives):
         if lam not in chains:
             base = ws.get(f"base{tag}", cos.shape)
             if lam > 0:
-                np.add(1.0, cos, out=base)  # ≥ 0
+                np.add(1.0, cos, out=base)
             else:
                 np.subtract(1.0, cos, out=base)
+            np.maximum(base, 0.0, out=base)  # |cos θ| may exceed 1 by rounding: no NaN for ζ ∉ ℤ
             chains[lam] = {1: base}
         powers = chains[lam]
         if float(zeta).is_integer():

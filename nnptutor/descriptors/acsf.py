@@ -513,7 +513,8 @@ def angular_terms(r_ij, r_ik, r_jk, cos, fc_ij, fc_ik, fc_jk, dfc_ij, dfc_ik, df
     """
     eta, zeta, lam = (np.array([p[n] for p in params]).reshape(1, -1) for n in range(3))
     col = lambda x: x[:, None]  # noqa: E731  (n_triplets,) -> (n_triplets, 1)
-    base = 1.0 + lam * col(cos)  # (n_triplets, n_params), >= 0
+    # (n_triplets, n_params); |cos θ| may exceed 1 by rounding: clip, or ζ ∉ ℤ gives NaN
+    base = np.maximum(1.0 + lam * col(cos), 0.0)
     norm = 2.0 ** (1.0 - zeta)
     if with_rjk:
         gauss = np.exp(-eta * col(r_ij**2 + r_ik**2 + r_jk**2))
