@@ -39,7 +39,9 @@ from bench_training import MODEL_PATH, cu_split, run  # noqa: E402
 
 def cu_model():
     if os.path.exists(MODEL_PATH):
-        return nt.Potential.load(MODEL_PATH)
+        pot = nt.Potential.load(MODEL_PATH)
+        if pot.descriptor == nt.ACSF.default(["Cu"], r_cut=6.0):
+            return pot
     descriptor, train, test = cu_split()
     pot, _, err = run(descriptor, train, test, 90.0)
     pot.save(MODEL_PATH)

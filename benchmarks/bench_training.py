@@ -58,10 +58,13 @@ def cu_split(seed=0):
     descriptor = ACSF.default(["Cu"], r_cut=6.0)
     cache = os.path.join(tempfile.gettempdir(), "nnptutor_bench_cu_emt_features.pkl")
     t0 = time.perf_counter()
+    data = None
     if os.path.exists(cache):
         with open(cache, "rb") as f:
             data = pickle.load(f)
-    else:
+        if data.descriptor != descriptor:  # made with another default: featurise again
+            data = None
+    if data is None:
         data = featurize(descriptor, images, progress=False)
         with open(cache, "wb") as f:
             pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
