@@ -9,9 +9,8 @@ off: running the course in the browser writes nothing into the repository.
 Without Chromium or Playwright the browser tests skip with an install hint, except when the
 environment variable ``CI`` is set: there a missing browser is a failure.
 
-For now the browser tests are opt-in (``NNPTUTOR_BROWSER_TESTS=1``) until the whole suite
-passes three runs in a row on the current course (issue 8): a failing browser test in the
-course's one test command would block every change.
+They run in the course's one test command (``python -m pytest --nbval``); ``-m "not browser"``
+leaves them out.
 """
 from __future__ import annotations
 
@@ -65,9 +64,6 @@ def pytest_configure(config):
         "markers", "browser: drives JupyterLab in headless Chromium (needs chromium, playwright)")
 
 
-OPT_IN = "NNPTUTOR_BROWSER_TESTS"
-
-
 def _notebook_of(item):
     """The notebook a browser test runs (its ``path`` parameter), else None."""
     callspec = getattr(item, "callspec", None)
@@ -84,12 +80,6 @@ def pytest_collection_modifyitems(config, items):
     ordered = sorted((items[k] for k in slots), key=lambda item: -expected_seconds(_notebook_of(item)))
     for k, item in zip(slots, ordered):
         items[k] = item
-    if os.environ.get(OPT_IN) == "1":
-        return
-    skip = pytest.mark.skip(reason=f"browser tests are opt-in: {OPT_IN}=1 python -m pytest tests/browser")
-    for item in items:
-        if item.get_closest_marker("browser"):
-            item.add_marker(skip)
 
 
 _screenshots_used = []
