@@ -268,7 +268,8 @@ def _angular_stacks(plan, ws, cos, derivatives):
                 np.add(1.0, cos, out=base)
             else:
                 np.subtract(1.0, cos, out=base)
-            np.maximum(base, 0.0, out=base)  # |cos θ| may exceed 1 by rounding: no NaN for ζ ∉ ℤ
+            if any(not float(zt).is_integer() for zt, lm in plan.zl if lm == lam):
+                np.maximum(base, 0.0, out=base)  # |cos θ| > 1 by rounding: NaN for ζ ∉ ℤ
             chains[lam] = {1: base}
         powers = chains[lam]
         if float(zeta).is_integer():
