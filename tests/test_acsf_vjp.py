@@ -5,27 +5,17 @@ whatever is kept from the forward pass (nothing, some blocks, everything).
 """
 import numpy as np
 import pytest
-from ase.build import bulk, molecule
+from ase.build import bulk
 
 import nnptutor.descriptors._acsf_fast as fast
 from nnptutor import ACSF
 from nnptutor.neighbors import neighbor_pairs
+from test_acsf import ethanol, nacl_cell  # the same structures as the feature tests
 
 G2 = [(0.5, 0.0), (0.2, 1.5), (1.0, 2.5)]
 G4 = [(0.005, 1.0, 1.0), (0.005, 2.0, -1.0), (0.3, 4.0, 1.0), (0.01, 16.0, -1.0)]
 G5 = [(0.01, 1.0, -1.0), (0.05, 3.0, 1.0)]
 
-
-def nacl_cell():
-    atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
-    atoms.rattle(0.1, seed=2)
-    return atoms
-
-
-def ethanol():
-    atoms = molecule("CH3CH2OH")
-    atoms.rattle(0.05, seed=4)
-    return atoms
 
 
 CASES = {"periodic NaCl": (nacl_cell, ["Na", "Cl"]), "ethanol": (ethanol, ["H", "C", "O"])}

@@ -201,11 +201,15 @@ class _Plan:
                 zls = [self.zl.index((angular[n][1][1], angular[n][1][2])) for n in members]
                 norms = np.array([2.0 ** (1 - angular[n][1][1]) for n in members])
                 self.groups.append((kind, eta, np.array(members), np.array(zls), norms))
+        #: distinct η of the G4 (one triplet cutoff B_jk each), ascending
+        self.g4_etas = [eta for kind, eta, *_ in self.groups if kind == "G4"]
         self.polynomials = {}
         if acsf.cutoff == "cosine":
-            for kind, eta, *_ in self.groups:
-                if kind == "G4":
-                    self.polynomials[eta] = cutoff_gaussian_polynomial(eta, self.r_cut)
+            for eta in self.g4_etas:
+                self.polynomials[eta] = cutoff_gaussian_polynomial(eta, self.r_cut)
+        #: λ whose base 1 + λ cos θ must be clipped at 0: |cos θ| can exceed 1 by rounding,
+        #: harmless for integer ζ, NaN for ζ ∉ ℤ
+        self.clip = {lam for zeta, lam in self.zl if not float(zeta).is_integer()}
         # element pairs (a, b), a >= b, in feature order
         self.element_pairs = [(a, b) for a in range(self.n_el) for b in range(a + 1)]
         self.pair_first = np.array([a for a, b in self.element_pairs])
@@ -268,8 +272,8 @@ def _angular_stacks(plan, ws, cos, derivatives):
                 np.add(1.0, cos, out=base)
             else:
                 np.subtract(1.0, cos, out=base)
-            if any(not float(zt).is_integer() for zt, lm in plan.zl if lm == lam):
-                np.maximum(base, 0.0, out=base)  # |cos θ| > 1 by rounding: NaN for ζ ∉ ℤ
+            if lam in plan.clip:
+                np.maximum(base, 0.0, out=base)
             chains[lam] = {1: base}
         powers = chains[lam]
         if float(zeta).is_integer():
@@ -431,8 +435,8 @@ def _angular_block_packed(plan, ws, block, cs, fc, dfc, values):
     shape = (n_c, len(flat))
     cos = np.take(block.cos.reshape(n_c, K * K), flat, axis=1, out=ws.get("cos_p", shape))
     y = np.take(block.y.reshape(n_c, K * K), flat, axis=1, out=ws.get("y_p", shape))
-    etas = sorted({eta for kind, eta, *_ in plan.groups if kind == "G4"})
-    B_cache = {eta: _triplet_cutoff(plan, ws, n, eta, y, False)[0] for n, eta in enumerate(etas)}
+    B_cache = {eta: _triplet_cutoff(plan, ws, n, eta, y, False)[0]
+               for n, eta in enumerate(plan.g4_etas)}
     _packed_features(plan, ws, block, cs, fc, dfc, values, cos, B_cache)
 
 
@@ -602,16 +606,14 @@ class _VJPBlock:
         self.cos = np.take(block.cos.reshape(n_c, K * K), flat, axis=1)
         y = np.take(block.y.reshape(n_c, K * K), flat, axis=1, out=ws.get("y_v", self.cos.shape))
         self.cutoffs = {}
-        for kind, eta, *_ in plan.groups:
-            if kind == "G4" and eta not in self.cutoffs:
-                B, B_hat = _triplet_cutoff(plan, ws, "_v", eta, y, True)
-                self.cutoffs[eta] = (B.copy(), B_hat.copy())
+        for eta in plan.g4_etas:
+            B, B_hat = _triplet_cutoff(plan, ws, "_v", eta, y, True)
+            self.cutoffs[eta] = (B.copy(), B_hat.copy())
 
     @staticmethod
     def nbytes(plan, n_c, K):
         """Memory of one block's cache [bytes]."""
-        n_eta = len({eta for kind, eta, *_ in plan.groups if kind == "G4"})
-        return 8 * n_c * (K * (K - 1) // 2 * (1 + 2 * n_eta) + 12 * K)
+        return 8 * n_c * (K * (K - 1) // 2 * (1 + 2 * len(plan.g4_etas)) + 12 * K)
 
 
 def fast_features_with_vjp(acsf, i, j, vectors, distances, species, n_atoms,
