@@ -22,6 +22,7 @@ Taught in notebooks/04_behler_parrinello.ipynb.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import time
@@ -120,15 +121,23 @@ class FeaturizedSet:
         )
 
 
+#: Smallest job (atoms, derivatives counted :data:`_DERIVATIVE_WEIGHT` times) that
+#: :func:`featurize` sends to worker processes: starting them costs about 0.5 s (once per
+#: session) to 0.1 s (later calls), a few hundred atoms' worth of derivatives.
+PROCESS_MIN_ATOMS = 2000
+_DERIVATIVE_WEIGHT = 4
+
+
 def featurize(descriptor, images: Sequence[Atoms], derivatives: bool = True,
               progress: bool = True, derivative_dtype: str = "float32",
-              chunk_size: int = 16, n_jobs: int | None = None) -> FeaturizedSet:
+              chunk_size: int = 16, n_jobs: int | None = None,
+              backend: str = "auto") -> FeaturizedSet:
     """Features, sparse derivatives and reference labels of every structure.
 
     Structures are featurised in chunks, each converted to compact storage (float32
     derivatives, int32 indices) as soon as it is done, so peak memory stays near the size
-    of the result. Chunks run in ``n_jobs`` threads (numpy releases the interpreter lock
-    in its large array operations); the result does not depend on ``n_jobs``.
+    of the result. Chunks run in ``n_jobs`` worker processes (large jobs) or threads; the
+    result does not depend on ``n_jobs`` or ``backend``, bit for bit.
 
     Parameters
     ----------
@@ -144,22 +153,27 @@ def featurize(descriptor, images: Sequence[Atoms], derivatives: bool = True,
     chunk_size : int
         Structures per call of ``descriptor.compute_many``.
     n_jobs : int, optional
-        Threads (default: the number of CPU cores, at most 4). Each thread's numpy uses
-        one BLAS thread, so the cores are not oversubscribed.
+        Workers (default: the number of CPU cores, at most 4). Each uses one BLAS
+        thread, so the cores are not oversubscribed.
+    backend : {"auto", "processes", "threads"}
+        How ``n_jobs > 1`` workers run. Threads share the interpreter, and numpy holds its
+        lock between large operations, so two threads give only about 1.3x; processes
+        (started with ``forkserver``: safe after torch is imported and in Jupyter) give
+        nearly 2x on two cores but cost a fraction of a second to start. "auto" uses
+        processes for jobs of at least :data:`PROCESS_MIN_ATOMS` atoms (derivatives
+        count four times) and for descriptors that round-trip through ``to_dict``.
 
     Returns
     -------
     FeaturizedSet
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from threadpoolctl import threadpool_limits
-    from tqdm.auto import tqdm
-
+    from nnptutor._featurize import compact_chunk
     from nnptutor.structures import check_atoms
 
     if derivative_dtype not in _DTYPES:
         raise ValueError(f"derivative_dtype must be 'float32' or 'float64', got {derivative_dtype!r}")
+    if backend not in ("auto", "processes", "threads"):
+        raise ValueError(f"backend must be 'auto', 'processes' or 'threads', got {backend!r}")
     images = list(images)
     if not images:
         raise ValueError("no structures to featurise")
@@ -187,25 +201,22 @@ def featurize(descriptor, images: Sequence[Atoms], derivatives: bool = True,
         n_jobs = min(os.cpu_count() or 1, 4)
     if isinstance(n_jobs, bool) or int(n_jobs) != n_jobs or n_jobs < 1:
         raise ValueError(f"n_jobs must be a positive integer, got {n_jobs!r}")
-
-    def work(chunk):
-        # batched descriptors (ACSF.compute_many) save per-call overhead on small molecules;
-        # each structure is shrunk to compact storage at once
-        rows = []
-        for atoms, out in zip(chunk, descriptor.compute_many(chunk, derivatives, progress=False)):
-            v, d = out if derivatives else (out, None)
-            rows.append((np.asarray(v, dtype=np.float64),
-                         np.asarray(descriptor.centre_types(atoms), dtype=np.int64),
-                         None if d is None else d.center.astype(np.int32),
-                         None if d is None else d.neighbor.astype(np.int32),
-                         None if d is None else d.values.astype(derivative_dtype)))
-        return rows
-
+    n_jobs = int(n_jobs)
     chunks = [images[s:s + chunk_size] for s in range(0, len(images), chunk_size)]
-    with (tqdm(total=len(images), desc="featurising", disable=not progress) as bar,
-          threadpool_limits(limits=1 if n_jobs > 1 else None),
-          ThreadPoolExecutor(max_workers=int(n_jobs)) as pool):
-        for rows in pool.map(work, chunks):  # in order
+    n_jobs = min(n_jobs, len(chunks))
+    work = sum(n_atoms) * (_DERIVATIVE_WEIGHT if derivatives else 1)
+    use_processes = n_jobs > 1 and (
+        backend == "processes" or (backend == "auto" and work >= PROCESS_MIN_ATOMS))
+    if use_processes and not _round_trips(descriptor):
+        if backend == "processes":
+            raise ValueError(f"{type(descriptor).__name__} cannot be rebuilt from to_dict() "
+                             "in a worker process; use backend='threads'")
+        use_processes = False
+
+    with _chunk_results(descriptor, chunks, derivatives, derivative_dtype, n_jobs,
+                        use_processes, compact_chunk) as results, \
+            _progress(len(images), progress) as bar:
+        for rows in results:  # in order
             for v, t, c, nb, d in rows:
                 values.append(v)
                 types.append(t)
@@ -220,6 +231,64 @@ def featurize(descriptor, images: Sequence[Atoms], derivatives: bool = True,
         np.array(n_atoms), np.array(energies), forces if derivatives else None,
         np.array(compositions),
     )
+
+
+def _progress(total, progress):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="featurising", disable=not progress)
+
+
+def _round_trips(descriptor) -> bool:
+    """Whether a worker process can rebuild ``descriptor`` from its ``to_dict()``."""
+    from nnptutor.descriptors import descriptor_from_dict
+
+    try:
+        return descriptor_from_dict(descriptor.to_dict()) == descriptor
+    except (ValueError, TypeError, NotImplementedError):
+        return False
+
+
+@contextlib.contextmanager
+def _chunk_results(descriptor, chunks, derivatives, derivative_dtype, n_jobs,
+                   use_processes, compact_chunk):
+    """Yield an iterator over the compact rows of every chunk, in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    if n_jobs == 1:
+        yield (compact_chunk(descriptor, chunk, derivatives, derivative_dtype)
+               for chunk in chunks)
+    elif not use_processes:
+        with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=n_jobs) as pool:
+            yield pool.map(lambda chunk: compact_chunk(descriptor, chunk, derivatives,
+                                                       derivative_dtype), chunks)
+    else:  # one worker process per thread; the threads only wait on pipes
+        import threading
+
+        from nnptutor._featurize import WorkerProcess
+
+        as_dict = descriptor.to_dict()
+        local, workers, lock = threading.local(), [], threading.Lock()
+
+        def run(chunk):
+            if not hasattr(local, "worker"):
+                local.worker = WorkerProcess()
+                with lock:
+                    workers.append(local.worker)
+            return local.worker.run(as_dict, chunk, derivatives, derivative_dtype)
+
+        try:
+            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+                results = pool.map(run, chunks)
+                try:
+                    yield results
+                finally:
+                    results.close()  # cancels the chunks not started (on an error)
+        finally:
+            for worker in workers:
+                worker.close()
 
 
 def _as_featurized(potential, data, progress, name) -> FeaturizedSet | None:
