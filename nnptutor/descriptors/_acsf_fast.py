@@ -228,10 +228,11 @@ def _plan(acsf) -> _Plan:
 # trick 4: (1 + λ cos θ)^ζ for all (ζ, λ) by repeated squaring
 # --------------------------------------------------------------------------------------
 def _power(n, powers, ws, tag):
-    """base**n for integer n ≥ 1, memoised in ``powers`` {exponent: array} (powers[1] = base).
+    """base**n for integer n ≥ 0, memoised in ``powers`` {exponent: array} (powers[1] = base).
 
-    Even n: square of base**(n/2); odd n: base**(n−1) · base. So base**16 costs four
-    squarings, and base**2, base**4, base**8 come for free on the way.
+    Even n: square of base**(n/2); odd n: base**m · base**(n−m) with m the largest power
+    already known. So base**16 costs four squarings (base**2, base**4, base**8 on the
+    way), and then base**15 = base**8 · base**4 · base**3 two more products.
     """
     if n not in powers:
         _power_into(ws.get(f"power{tag}_{n}", powers[1].shape), n, powers, ws, tag)
@@ -244,25 +245,30 @@ def _power_into(out, n, powers, ws, tag, remember=True):
     if n in powers:
         np.copyto(out, powers[n])
         return
-    if n % 2 == 0:
+    if n == 0:
+        out.fill(1.0)
+    elif n % 2 == 0:
         half = _power(n // 2, powers, ws, tag)
         np.multiply(half, half, out=out)
     else:
-        np.multiply(_power(n - 1, powers, ws, tag), powers[1], out=out)
+        m = max(e for e in powers if e < n)
+        np.multiply(powers[m], _power(n - m, powers, ws, tag), out=out)
     if remember:
         powers[n] = out
 
 
 def _angular_stacks(plan, ws, cos, derivatives):
-    """C[z] = (1 + λ cos θ)^ζ and C'[z] = dC/dcos θ for every (ζ, λ) in plan.zl.
+    """C[z] = (1 + λ cos θ)^ζ and E[z] = (1 + λ cos θ)^(ζ−1) for every (ζ, λ) in plan.zl.
 
-    Returns arrays of shape (n_zl, n_c, K, K) (C' is None without derivatives). Each power
-    is written straight into its slot of the stack, a contiguous (n_c, K, K) array;
-    intermediate powers are shared.
+    Returns arrays of shape (n_zl, n_c, K, K) (E is None without derivatives); the
+    derivative is dC/dcos θ = ζ λ E (the factor ζ λ, from :func:`_angular_scales`, is
+    applied by the caller to the much smaller products of E). Each power is written
+    straight into its slot of the stack, a contiguous (n_c, K, K) array; all powers are
+    shared between C and E.
     """
     shape = (len(plan.zl),) + cos.shape
     C = ws.get("C", shape)
-    dC = ws.get("dC", shape) if derivatives else None
+    E = ws.get("E", shape) if derivatives else None
     chains = {}  # λ -> {exponent: (1 + λ cos θ)^exponent}
     for z, (zeta, lam) in enumerate(plan.zl):
         tag = "+" if lam > 0 else "-"
@@ -278,18 +284,19 @@ def _angular_stacks(plan, ws, cos, derivatives):
         powers = chains[lam]
         if float(zeta).is_integer():
             _power_into(C[z], int(zeta), powers, ws, tag)
-            if derivatives:
-                if zeta == 1:
-                    dC[z] = lam  # d(1 + λ cos)/dcos
-                    continue
-                _power_into(dC[z], int(zeta) - 1, powers, ws, tag, remember=False)
+            if derivatives:  # nothing modifies E in place: its powers are shared too
+                _power_into(E[z], int(zeta) - 1, powers, ws, tag)
         else:
             np.power(powers[1], zeta, out=C[z])
             if derivatives:
-                np.power(powers[1], zeta - 1, out=dC[z])
-        if derivatives:
-            dC[z] *= zeta * lam
-    return C, dC
+                np.power(powers[1], zeta - 1, out=E[z])
+    return C, E
+
+
+@lru_cache(maxsize=64)
+def _angular_scales(zl):
+    """ζ λ for every (ζ, λ) in zl, shape (n_zl,): dC/dcos θ = ζ λ (1 + λ cos θ)^(ζ−1)."""
+    return np.array([zeta * lam for zeta, lam in zl], dtype=float)
 
 
 # --------------------------------------------------------------------------------------
@@ -358,7 +365,8 @@ def _radial(acsf, plan, i, j, vectors, distances, species, values, entry):
         s_j = species[j]
         unit = vectors / distances[:, None]  # (n_pairs, 3)
         if plan.n_el == 1:  # straight into the slice: no (n_pairs, 3, n_rad) temporary
-            np.multiply(unit[:, :, None], dterms[:, None, :], out=entry[:, :, :plan.n_rad])
+            for a in range(3):  # per component: numpy's inner loop then runs over n_rad
+                np.multiply(unit[:, a, None], dterms, out=entry[:, a, :plan.n_rad])
         else:
             per_entry = unit[:, :, None] * dterms[:, None, :]
             for s in range(plan.n_el):
@@ -489,7 +497,8 @@ def _symmetric_matmul(M, R):
 def _angular_block(plan, ws, block, cs, fc, dfc, values, entry):
     if entry is None:
         return _angular_block_packed(plan, ws, block, cs, fc, dfc, values)
-    C, dC = _angular_stacks(plan, ws, block.cos, True)  # (n_zl, n_c, K, K)
+    C, E = _angular_stacks(plan, ws, block.cos, True)  # (n_zl, n_c, K, K) each
+    scales = _angular_scales(tuple(plan.zl))  # dC/dcos θ = scales × E
     onehot = (block.species[..., None] == np.arange(plan.n_el)).astype(float)  # (n_c, K, S)
     B_cache = {}
     for kind, eta, members, zls, norms in plan.groups:
@@ -497,11 +506,12 @@ def _angular_block(plan, ws, block, cs, fc, dfc, values, entry):
         A = a[..., None] * onehot  # (n_c, K, S): a_j for neighbours of each element
         B, B_hat = _group_matrices(plan, ws, block, kind, eta, True, B_cache)
         _angular_block_derivatives(plan, ws, block, cs, A, a, da, B, B_hat, _select(C, zls),
-                                   _select(dC, zls), members, norms, onehot, values, entry)
+                                   _select(E, zls), scales[zls], members, norms, onehot,
+                                   values, entry)
 
 
-def _angular_block_derivatives(plan, ws, block, cs, A, a, da, B, B_hat, C, dC, members,
-                               norms, onehot, values, entry):
+def _angular_block_derivatives(plan, ws, block, cs, A, a, da, B, B_hat, C, E, scales,
+                               members, norms, onehot, values, entry):
     """Features and dG/dD_m for every neighbour m of every centre in the block (trick 5).
 
     With T(m, k) = a_m a_k B_mk C_mk and H_t(m) = Σ_{k of element t} ∂T(m, k)/∂D_m:
@@ -509,7 +519,8 @@ def _angular_block_derivatives(plan, ws, block, cs, A, a, da, B, B_hat, C, dC, m
         H_t(m) = D_m [(a'_m/r_m)(M A_t)_m + a_m (N A_t)_m] − a_m (N (A_t∘D))_m
                  + (a_m/r_m) [V_t(m) − U_m (U_m · V_t(m))],   V_t = P (A_t∘U)
 
-    with M = B∘C, N = B̂∘C, P = B∘C' (C' = dC/dcos θ); the last term uses
+    with M = B∘C, N = B̂∘C, P = B∘C' (C' = dC/dcos θ = ζ λ E, the factor applied to V);
+    the last term uses
     Σ_k P_mk cos θ_mk a_k = U_m · Σ_k P_mk a_k U_k (cos θ_mk = U_m·U_k). For the element
     pair (s, t): dG/dD_m = [m is s] H_t(m) + [m is t] H_s(m) (once if s = t), and the
     features themselves are G_st = Σ_m A_s(m) (M A_t)_m (halved if s = t).
@@ -528,8 +539,9 @@ def _angular_block_derivatives(plan, ws, block, cs, A, a, da, B, B_hat, C, dC, m
         half = 0.5 if sa == sb else 1.0
         columns = plan.ang0 + pb * plan.n_ang + members
         values[np.ix_(cs, columns)] = G[:, :, sa, sb] * (half * norms)
-    P = np.multiply(dC, B, out=M)  # M is no longer needed
+    P = np.multiply(E, B, out=M)  # M is no longer needed; P / (ζ λ)
     V = _symmetric_matmul(P, AU).reshape(n_z, n_c, K, S, 3)
+    V *= scales[:, None, None, None, None]  # ζ λ: exact for the usual ζ = 2^n, λ = ±1
     D = block.D[:, :, None, :]  # (n_c, K, 1, 3)
     U = block.U[:, :, None, :]
     col = lambda x: x[:, :, None, None]  # noqa: E731  (n_c, K) -> (n_c, K, 1, 1)
