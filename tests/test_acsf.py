@@ -6,6 +6,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 
 from nnptutor.checks import check_derivatives, check_invariance
+from nnptutor.descriptors.parameters import radial_grid
 from nnptutor.descriptors import descriptor_from_dict
 from nnptutor.descriptors.acsf import ACSF
 
@@ -93,19 +94,42 @@ def test_feature_layout_and_labels():
 
 def test_default_set():
     d = ACSF.default(["Cu"], r_cut=6.0)
-    assert d.n_features == 29 and len(d.g2) == 24 and len(d.g4) == 4
-    centres = [r_s for _, r_s in d.g2]
-    assert centres[0] == pytest.approx(2.0) and centres[-1] == 6.0  # 0.75 × 2 r_cov(Cu)
+    assert d.n_features == 13 and len(d.g2) == 8 and len(d.g4) == 4
+    etas = [eta for eta, r_s in d.g2 if r_s == 0.0]
+    assert len(etas) == 8
+    # widths from a quarter of 0.75 × 2 r_cov(Cu) = 2.0 Å to r_c, in geometric progression
+    widths = 1 / np.sqrt(2 * np.array(etas))
+    assert widths[0] == pytest.approx(0.5, rel=1e-5) and widths[-1] == pytest.approx(6.0, rel=1e-5)
+    assert np.allclose(np.diff(np.log(widths)), np.log(12) / 7, rtol=1e-4)
     values = d.compute(bulk("Cu", "fcc", a=3.61, cubic=True))
-    assert values.shape == (4, 29) and np.isfinite(values).all()
-    # narrow radial Gaussians tell the fcc shells (2.55, 3.61, 4.42 Å) apart: the G2
-    # centred between the first two shells is small next to the one on the first shell
-    g2 = dict(zip(centres, values[0, 1:25]))
-    between = min(v for r, v in g2.items() if 2.8 < r < 3.3)
-    first = max(v for r, v in g2.items() if 2.4 < r < 2.7)
-    assert between < 0.05 * first  # broad Gaussians (eta = 0.18 Å⁻²): about 0.9
-    mol = ACSF.default(["O", "H"])
-    assert mol.g2[0][1] == 0.5 and len(mol.g2) == 16 and len(mol.g4) == 8  # 0.75 × 2 r_cov(H)
+    assert values.shape == (4, 13) and np.isfinite(values).all()
+    mol = ACSF.default(["O", "H"])  # with H: not narrower than 0.35 Å
+    assert mol.g2[0][0] == pytest.approx(1 / (2 * 0.35**2), rel=1e-5) and len(mol.g4) == 8
+
+
+def _basis_error(g2, r_cut, target):
+    """Relative RMS error of the best linear combination of G2(r) = exp(−η(r−R_s)²) f_c(r)
+    for a target radial function, values and slopes fitted together on 2.1–5.5 Å."""
+    r, h = np.linspace(2.1, 5.5, 400), 1e-5
+    fc = lambda x: 0.5 * (np.cos(np.pi * x / r_cut) + 1)  # noqa: E731
+    basis = lambda x: np.stack([np.exp(-e * (x - s) ** 2) * fc(x) for e, s in g2], 1)  # noqa: E731
+    a = np.vstack([basis(r), (basis(r + h) - basis(r - h)) / (2 * h)])
+    y = np.r_[target(r), (target(r + h) - target(r - h)) / (2 * h)]
+    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+    return np.linalg.norm(a @ coef - y) / np.linalg.norm(y)
+
+
+def test_default_radial_basis_follows_a_smooth_density():
+    # EMT-like radial terms, exp(-a r) (a ≈ 3 Å⁻¹ for Cu's density): the default's centred,
+    # geometric widths reproduce them and their slopes, which forces depend on; 24 narrow
+    # shifted Gaussians (the previous default) and evenly spaced centred widths do not
+    def density(r):
+        return np.exp(-3.0 * r)
+
+    default = ACSF.default(["Cu"], r_cut=6.0).g2
+    assert _basis_error(default, 6.0, density) < 1e-3  # measured 7e-5
+    assert _basis_error(radial_grid(6.0, 24, "shifted", r_min=2.0), 6.0, density) > 5e-2  # 0.08
+    assert _basis_error(radial_grid(6.0, 8, "centered", r_min=0.5), 6.0, density) > 5e-3  # 0.009
 
 
 # ---------------------------------------------------------------- two implementations

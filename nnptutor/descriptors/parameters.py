@@ -17,6 +17,15 @@ Gaussians overlap at about half height:
 
 .. math:: R_{s,m} = r_{min} + m\Delta,\quad \eta = \frac{1}{2\Delta^2}             \tag{2}
 
+*Geometric* grid (R_s = 0 like the centred one, widths in geometric progression from
+r_min to r_c): as many narrow as wide Gaussians. Their sums are a smooth basis in which a
+decaying radial function such as exp(−a r) (an embedding density, a pair repulsion) is
+a linear combination to better than 1e-3, which the even grids are not
+(``ACSF.default`` uses it; benchmarks/README.md, "Choosing the default descriptor"):
+
+.. math:: \sigma_m = r_{min}\left(\frac{r_c}{r_{min}}\right)^{m/(n-1)},\quad
+          \eta_m = \frac{1}{2\sigma_m^2},\quad R_s = 0                        \tag{3}
+
 Taught in notebooks/03_symmetry_functions.ipynb, "Choosing parameters".
 """
 from __future__ import annotations
@@ -26,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-MODES = ("centered", "shifted")
+MODES = ("centered", "shifted", "geometric")
 
 
 def radial_grid(r_cut: float, n: int, mode: str = "centered", r_min: float = 1.0) -> list:
@@ -38,11 +47,12 @@ def radial_grid(r_cut: float, n: int, mode: str = "centered", r_min: float = 1.0
         Cutoff radius [Å], > 0.
     n : int
         Number of functions, ≥ 1.
-    mode : {"centered", "shifted"}
-        Centred Gaussians of decreasing η, or Gaussians of one η with shifted centres.
+    mode : {"centered", "shifted", "geometric"}
+        Centred Gaussians of decreasing η (widths evenly spaced, eq. 1, or in geometric
+        progression, eq. 3), or Gaussians of one η with shifted centres (eq. 2).
     r_min : float
-        Smallest width (centred) or first centre (shifted) [Å], 0 ≤ r_min < r_cut; for
-        "centered" it must be > 0.
+        Smallest width (centred, geometric) or first centre (shifted) [Å],
+        0 ≤ r_min < r_cut; for the centred grids it must be > 0.
 
     Returns
     -------
@@ -55,12 +65,17 @@ def radial_grid(r_cut: float, n: int, mode: str = "centered", r_min: float = 1.0
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
-    if not 0 <= r_min < r_cut or (mode == "centered" and r_min <= 0):
+    if not 0 <= r_min < r_cut or (mode != "shifted" and r_min <= 0):
         raise ValueError(f"r_min must be in (0, r_cut) for centred and [0, r_cut) for "
                          f"shifted grids, got {r_min}")
     n = int(n)
-    if mode == "centered":
-        widths = np.linspace(r_min, r_cut, n) if n > 1 else np.array([r_cut / 2])
+    if mode != "shifted":
+        if n == 1:
+            widths = np.array([r_cut / 2])
+        elif mode == "centered":
+            widths = np.linspace(r_min, r_cut, n)
+        else:
+            widths = np.geomspace(r_min, r_cut, n)
         return [(float(round(1.0 / (2.0 * w**2), 6)), 0.0) for w in widths]
     centres = np.linspace(r_min, r_cut, n) if n > 1 else np.array([r_min])
     spacing = (r_cut - r_min) / (n - 1) if n > 1 else r_cut / 2
