@@ -464,20 +464,24 @@ def _packed_features(plan, ws, block, cs, fc, dfc, values, cos, B_cache):
             outer = np.multiply(a[:, :, None], a[:, None, :], out=ws.get("outer", (n_c, K, K)))
             np.take(outer.reshape(n_c, K * K), flat, axis=1, out=X[:, 0])
         else:  # unordered element pairs: (s_j, s_k) = (s, t) or (t, s)
-            A = a[..., None] * onehot  # (n_c, K, S)
-            Aj, Ak = np.take(A, j, axis=1), np.take(A, k, axis=1)  # (n_c, n_triangle, S)
-            for pb, (sa, sb) in enumerate(plan.element_pairs):
-                np.multiply(Aj[..., sa], Ak[..., sb], out=X[:, pb])
+            A = a[:, None, :] * onehot.transpose(0, 2, 1)  # (n_c, S, K): element-major, so
+            Aj, Ak = np.take(A, j, axis=2), np.take(A, k, axis=2)  # (n_c, S, n_triangle)
+            for pb, (sa, sb) in enumerate(plan.element_pairs):  # these run contiguously
+                np.multiply(Aj[:, sa], Ak[:, sb], out=X[:, pb])
                 if sa != sb:
-                    X[:, pb] += Aj[..., sb] * Ak[..., sa]
+                    X[:, pb] += Aj[:, sb] * Ak[:, sa]
         if kind == "G4":
             X *= B_cache[eta][:, None]
         Cz = _select(C, zls)  # (n_z, n_c, n_triangle)
-        # G[z, c, 0, pb] = Σ_t C[z, c, t] X[c, pb, t]
-        G = np.matmul(Cz[:, :, None, :], X.transpose(0, 2, 1)[None])
-        for pb in range(n_pb):
-            columns = plan.ang0 + pb * plan.n_ang + members
-            values[np.ix_(cs, columns)] = G[:, :, 0, pb].T * norms
+        # G[c, z, pb] = Σ_t C[z, c, t] X[c, pb, t]: one (n_z × n_t)(n_t × n_pb) product per
+        # centre (per centre and ζ, as before, was twice the calls for small molecules)
+        G = np.matmul(Cz.transpose(1, 0, 2), X.transpose(0, 2, 1))  # (n_c, n_z, n_pb)
+        G = G.transpose(0, 2, 1) * norms  # (n_c, n_pb, n_z)
+        columns = (plan.ang0 + np.arange(n_pb)[:, None] * plan.n_ang + members).ravel()
+        if np.array_equal(columns, np.arange(columns[0], columns[0] + len(columns))):
+            values[cs, columns[0]:columns[0] + len(columns)] = G.reshape(n_c, -1)  # a slice
+        else:
+            values[np.ix_(cs, columns)] = G.reshape(n_c, -1)
 
 
 def _symmetric_matmul(M, R):
