@@ -383,7 +383,15 @@ def _radial_sums(plan, i, j, species, terms, values):
     """
     n_atoms = len(values)
     key = i * plan.n_el + species[j]  # (centre, neighbour element): sorted if one element
-    order = np.argsort(key, kind="stable") if plan.n_el > 1 else np.arange(len(key))
+    if plan.n_el > 1 and len(key):
+        # runs of one key are short (a few neighbours of each element), where reduceat
+        # pays a per-run overhead: one bincount per column, in the same (list) order
+        n_keys = n_atoms * plan.n_el
+        columns = np.ascontiguousarray(terms.T)  # (n_rad, n_pairs)
+        flat = np.stack([np.bincount(key, weights=c, minlength=n_keys) for c in columns], axis=1)
+        values[:, : plan.ang0] = flat.reshape(n_atoms, plan.ang0)  # (n_atoms, n_el n_rad)
+        return
+    order = np.arange(len(key))
     key_sorted = key[order]
     if len(key):
         starts = np.flatnonzero(np.r_[True, key_sorted[1:] != key_sorted[:-1]])
