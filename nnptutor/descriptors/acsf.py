@@ -707,10 +707,13 @@ def batched_pairs(images, r_cut, elements, progress=False):
         parts.append((pairs.i + o, pairs.j + o, pairs.vectors, pairs.distances))
     i = np.concatenate([p[0] for p in parts])
     j = np.concatenate([p[1] for p in parts])
-    order = np.lexsort((j, i))
-    vectors = np.concatenate([p[2] for p in parts])[order]
-    distances = np.concatenate([p[3] for p in parts])[order]
-    return i[order], j[order], vectors, distances, numbers, offsets
+    vectors = np.concatenate([p[2] for p in parts])
+    distances = np.concatenate([p[3] for p in parts])
+    key = i * offsets[-1] + j
+    if np.any(key[1:] < key[:-1]):  # already sorted when all images are molecules, or all
+        order = np.lexsort((j, i))  # periodic: then the gathers below are not needed
+        i, j, vectors, distances = i[order], j[order], vectors[order], distances[order]
+    return i, j, vectors, distances, numbers, offsets
 
 
 def _check_images(images, elements, positions, numbers, molecule, sizes):
