@@ -117,11 +117,23 @@ class WorkerProcess:
         self.close()
 
 
+def _rebuild(descriptor_dict: dict):
+    """:func:`descriptor_from_dict`, importing only the module of the named descriptor
+    (not all of them: GMP's imports scipy, half a second of a worker's start-up)."""
+    from nnptutor import descriptors
+    from nnptutor.descriptors.base import _REGISTRY, descriptor_from_dict
+
+    name = descriptor_dict.get("name") if isinstance(descriptor_dict, dict) else None
+    if name in descriptors._LAZY:
+        getattr(descriptors, name)  # imports its module, which registers the class
+    if name in _REGISTRY:
+        return _REGISTRY[name].from_dict(descriptor_dict)
+    return descriptor_from_dict(descriptor_dict)  # loads them all, or names what is wrong
+
+
 def _serve(stdin, stdout) -> None:
     """The worker's loop: read tasks until end of input, answer each one."""
     import traceback
-
-    from nnptutor.descriptors import descriptor_from_dict
 
     descriptors = {}  # rebuilt once per worker: each keeps its cached plan
     while True:
@@ -132,7 +144,7 @@ def _serve(stdin, stdout) -> None:
         try:
             key = repr(descriptor_dict)
             if key not in descriptors:
-                descriptors[key] = descriptor_from_dict(descriptor_dict)
+                descriptors[key] = _rebuild(descriptor_dict)
             images = [Atoms(numbers=n, positions=p, cell=c, pbc=b)
                       for n, p, c, b in structures]
             answer = ("ok", compact_chunk(descriptors[key], images, derivatives, dtype))
