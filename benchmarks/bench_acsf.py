@@ -10,6 +10,13 @@ periodic fcc Cu 32–4000 atoms (r_cut 6 Å, 8 G2 + 8 G4: :func:`bench_set`), a 
 from 256 to 4000 atoms, peak memory at 4000 atoms with derivatives, the MD-style
 features + vector–Jacobian product at 108 atoms against ASE's EMT forces, and the whole
 ``cu_emt`` data set if it is present. See benchmarks/README.md for results.
+
+    python benchmarks/bench_acsf.py --only cu_emt   # featurize(n_jobs=2) on cu_emt only,
+                                                    # in a fresh process (peak memory)
+
+The ``cu_emt`` part times :func:`nnptutor.training.featurize` with two worker processes
+and with two threads (wall clock: it is the one figure here that uses both cores), the
+workers' start-up cost, and peak memory (this process and the largest worker).
 """
 from __future__ import annotations
 
@@ -83,7 +90,10 @@ def row(case, n_atoms, ours, theirs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
+    parser.add_argument("--only", choices=("cu_emt",), help="run one part only")
     args = parser.parse_args()
+    if args.only == "cu_emt":
+        return bench_cu_emt_featurize()
     repeats = 3 if args.quick else 5
     acsf = bench_set(["Cu"])
     d_cu = dscribe_like(acsf, periodic=True)
@@ -126,11 +136,12 @@ def main():
 
     # ---- features + derivatives at 108 atoms
     atoms = cu(3)
-    t_feat = median_time(lambda: acsf.compute(atoms), repeats)
-    t_der = median_time(lambda: acsf.compute(atoms, derivatives=True), repeats)
+    t_der, t_feat = paired(lambda: acsf.compute(atoms, derivatives=True),
+                           lambda: acsf.compute(atoms), 4 * repeats)
     t_num = median_time(lambda: d_cu.derivatives(atoms, method="numerical", attach=True), 1)
     row("features+derivatives vs numerical", len(atoms), t_der, t_num)
-    print(f"  derivatives / our features time: {t_der / t_feat:.2f}")
+    print(f"  derivatives / our features time: {t_der / t_feat:.2f} "
+          f"(medians of {4 * repeats} interleaved)")
 
     # ---- MD-style: features + vjp, against ASE's EMT forces
     from ase.calculators.emt import EMT
@@ -183,13 +194,81 @@ def main():
     acsf.compute_many(data, derivatives=True, progress=False)
     print(f"{name}: {len(data)} structures, {n_atoms} atoms, features + derivatives "
           f"in {clock() - c0:.1f} s CPU ({time.perf_counter() - t0:.1f} s wall), one thread")
-    if name == "cu_emt":  # what training does: featurize, chunks in threads, compact storage
-        from nnptutor.training import featurize
+    if name == "cu_emt":  # what training does: featurize, chunks in workers, compact storage
+        import subprocess
+        import sys
 
-        for descriptor, label in ((acsf, "8 G2 + 8 G4"), (ACSF.default(["Cu"]), "ACSF.default")):
-            t0 = time.perf_counter()
-            featurize(descriptor, data, progress=False, n_jobs=2)
-            print(f"cu_emt, featurize(n_jobs=2), {label}: {time.perf_counter() - t0:.1f} s wall")
+        subprocess.run([sys.executable, __file__, "--only", "cu_emt"], check=True)
+
+
+def bench_cu_emt_featurize():
+    """``featurize(cu_emt, n_jobs=2)`` with processes and threads, start-up, memory."""
+    import resource
+
+    import nnptutor as nt
+    from nnptutor.training import featurize
+
+    def rss_gb(who):  # peak resident memory [GB] (Linux reports kB)
+        return resource.getrusage(who).ru_maxrss / 1e6
+
+    # the workers' peak: VmHWM of this process's children, polled (a child's ru_maxrss
+    # would include this process's memory, which it shares between fork and exec)
+    import threading
+
+    worker_peak = [0.0]
+    done = threading.Event()
+
+    def poll_workers():
+        while not done.wait(0.2):
+            for pid in os.listdir("/proc"):
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) != os.getpid():
+                            continue
+                    with open(f"/proc/{pid}/status") as f:
+                        hwm = [line for line in f if line.startswith("VmHWM")]
+                    worker_peak[0] = max(worker_peak[0], int(hwm[0].split()[1]) / 1e6)
+                except (OSError, ValueError, IndexError):
+                    continue
+
+    threading.Thread(target=poll_workers, daemon=True).start()
+
+    data = nt.data.load("cu_emt")
+    small = data[:8]
+    for call in ("first", "second"):  # start-up: the same small job both ways
+        t_p = time.perf_counter()
+        featurize(bench_set(["Cu"]), small, progress=False, n_jobs=2, chunk_size=4,
+                  backend="processes")
+        t_p = time.perf_counter() - t_p
+        t_t = time.perf_counter()
+        featurize(bench_set(["Cu"]), small, progress=False, n_jobs=2, chunk_size=4,
+                  backend="threads")
+        t_t = time.perf_counter() - t_t
+        print(f"8 structures, {call} call: processes {t_p:.2f} s, threads {t_t:.2f} s wall "
+              f"(start-up ≈ {t_p - t_t:.2f} s)")
+    n_atoms = sum(len(a) for a in data)
+    before = rss_gb(resource.RUSAGE_SELF)
+    descriptors = ((bench_set(["Cu"]), "8 G2 + 8 G4"), (ACSF.default(["Cu"]), "ACSF.default"))
+    for backend in ("processes", "threads"):  # processes first: their peak RSS, then threads'
+        if backend == "threads":
+            peak_processes = rss_gb(resource.RUSAGE_SELF)
+        for descriptor, label in descriptors:
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0, c0 = time.perf_counter(), clock()
+            result = featurize(descriptor, data, progress=False, n_jobs=2, backend=backend)
+            wall, cpu = time.perf_counter() - t0, clock() - c0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu_children = (after.ru_utime + after.ru_stime
+                            - children.ru_utime - children.ru_stime)
+            print(f"cu_emt ({len(data)} structures, {n_atoms} atoms), featurize(n_jobs=2, "
+                  f"{backend}), {label} ({descriptor.n_features} features): {wall:.1f} s wall, "
+                  f"CPU {cpu:.1f} s here + {cpu_children:.1f} s in workers; stored "
+                  f"{result.nbytes / 1e9:.2f} GB")
+            del result
+    print(f"peak RSS: this process {peak_processes:.2f} GB with workers, "
+          f"{rss_gb(resource.RUSAGE_SELF):.2f} GB with threads (after loading the data "
+          f"{before:.2f} GB); largest worker {worker_peak[0]:.2f} GB (VmHWM, polled)")
+    done.set()
 
 
 if __name__ == "__main__":
