@@ -64,6 +64,10 @@ def compact_chunk(descriptor, images, derivatives: bool, derivative_dtype: str) 
     return rows
 
 
+class WorkerError(RuntimeError):
+    """A worker process could not start or ended without an answer."""
+
+
 class WorkerProcess:
     """One worker interpreter; :meth:`run` featurises a chunk in it.
 
@@ -80,8 +84,12 @@ class WorkerProcess:
         # the package this process uses, wherever it was imported from
         root = os.path.dirname(os.path.dirname(os.path.abspath(nnptutor.__file__)))
         env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        self.process = subprocess.Popen([sys.executable, "-m", "nnptutor._featurize"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        try:
+            self.process = subprocess.Popen([sys.executable, "-m", "nnptutor._featurize"],
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            env=env)
+        except OSError as err:
+            raise WorkerError(f"could not start a featurising worker process ({err})") from None
 
     def run(self, descriptor_dict: dict, images, derivatives: bool,
             derivative_dtype: str) -> list:
@@ -93,9 +101,13 @@ class WorkerProcess:
             self.process.stdin.flush()
             status, result = pickle.load(self.process.stdout)
         except (EOFError, BrokenPipeError, OSError, pickle.UnpicklingError):
-            code = self.process.poll()
-            raise RuntimeError(f"featurising worker process ended unexpectedly (exit code "
-                               f"{code}); try featurize(..., backend='threads')") from None
+            try:
+                code = self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # alive but talking nonsense
+                self.process.kill()
+                code = self.process.wait()
+            raise WorkerError(f"featurising worker process ended unexpectedly (exit code "
+                              f"{code}); featurize(..., backend='threads') avoids them") from None
         if status == "ok":
             return result
         kind, message = result

@@ -90,6 +90,25 @@ def test_featurize_processes_give_the_same_arrays_in_the_same_order(capsys):
         featurize(d, images, backend="fork")
 
 
+def test_featurize_falls_back_to_threads_when_workers_cannot_run(monkeypatch):
+    import sys
+
+    import nnptutor.training as training
+    from nnptutor._featurize import WorkerError
+
+    images = cu_images(4)
+    d = ACSF.default(["Cu"], r_cut=4.5)
+    reference = featurize(d, images, progress=False, n_jobs=1, chunk_size=2)
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # a "worker" that exits at once
+    with pytest.raises(WorkerError, match="ended unexpectedly"):
+        featurize(d, images, progress=False, n_jobs=2, chunk_size=2, backend="processes")
+    monkeypatch.setattr(training, "PROCESS_MIN_ATOMS", 1)  # "auto" would use processes
+    with pytest.warns(RuntimeWarning, match="threads instead"):
+        fallback = featurize(d, images, progress=False, n_jobs=2, chunk_size=2)
+    for a, b in zip(reference.derivatives, fallback.derivatives):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_featurize_processes_need_a_descriptor_that_round_trips():
     class Unregistered(ACSF):  # not in the registry: a worker cannot rebuild it
         pass
