@@ -11,7 +11,8 @@ Descriptors (feature counts printed):
 
 * GMP default: orders 0–3, σ = 0.25, 0.5, 0.75, 1.0 Å, default cutoff (16 features, any
   number of elements); and the same GMP cut at 6 Å, the ACSF cutoff (same neighbour list).
-* ACSF.default at 6 Å (8 G2 + 8 G4: 17 features for Cu, 75 for three elements), and for the
+* ACSF.default at 6 Å (13 features for Cu, 75 for three elements since the 8 centred G2
+  default; 17 and 75 when the table in benchmarks/README.md was measured), and for the
   alloy a small ACSF matched to GMP's count (2 G2 + 1 G4 → 15 features).
 
 Each timing is the median of ``--repeats`` calls in this process; ratios are GMP / ACSF in

@@ -28,7 +28,7 @@ import torch
 from ase import units
 from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
 import nnptutor as nt
@@ -50,8 +50,7 @@ def cu_model():
 
 def cu108(temperature_K=300, seed=0):
     atoms = bulk("Cu", "fcc", a=3.59, cubic=True).repeat((3, 3, 3))
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K,
-                                 rng=np.random.default_rng(seed))
+    thermalize_momenta(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
     Stationary(atoms)
     return atoms
 
