@@ -13,6 +13,7 @@ features + vector–Jacobian product at 108 atoms against ASE's EMT forces, and 
 
     python benchmarks/bench_acsf.py --only cu_emt   # featurize(n_jobs=2) on cu_emt only,
                                                     # in a fresh process (peak memory)
+    python benchmarks/bench_acsf.py --only targets  # Cu500, 1000 ethanol, 108-atom ratio
 
 The ``cu_emt`` part times :func:`nnptutor.training.featurize` with two worker processes
 and with two threads (wall clock: it is the one figure here that uses both cores), the
@@ -90,10 +91,12 @@ def row(case, n_atoms, ours, theirs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
-    parser.add_argument("--only", choices=("cu_emt",), help="run one part only")
+    parser.add_argument("--only", choices=("cu_emt", "targets"), help="run one part only")
     args = parser.parse_args()
     if args.only == "cu_emt":
         return bench_cu_emt_featurize()
+    if args.only == "targets":
+        return bench_targets()
     repeats = 3 if args.quick else 5
     acsf = bench_set(["Cu"])
     d_cu = dscribe_like(acsf, periodic=True)
@@ -199,6 +202,35 @@ def main():
         import sys
 
         subprocess.run([sys.executable, __file__, "--only", "cu_emt"], check=True)
+
+
+def bench_targets(repeats=11):
+    """The issue's single-thread targets with more repeats: Cu500 and 1000 ethanol features
+    against DScribe, derivatives / features at 108 atoms (twice the repeats)."""
+    acsf = bench_set(["Cu"])
+    atoms = cu(5)
+    acsf.compute(atoms)
+    ours, theirs = paired(lambda: acsf.compute(atoms),
+                          lambda: dscribe_like(acsf, True).create(atoms), repeats)
+    row("features, fcc Cu", len(atoms), ours, theirs)
+    base = molecule("CH3CH2OH")
+    rng = np.random.default_rng(2)
+    images = []
+    for _ in range(1000):
+        m = base.copy()
+        m.positions += rng.normal(scale=0.05, size=m.positions.shape)
+        images.append(m)
+    acsf3 = bench_set(["H", "C", "O"])
+    d3 = dscribe_like(acsf3, periodic=False)
+    acsf3.compute_many(images, progress=False)
+    ours, theirs = paired(lambda: acsf3.compute_many(images, progress=False),
+                          lambda: d3.create(images, n_jobs=1), repeats)
+    row("features, 1000 ethanol (batch)", len(images) * 9, ours, theirs)
+    atoms = cu(3)
+    t_der, t_feat = paired(lambda: acsf.compute(atoms, derivatives=True),
+                           lambda: acsf.compute(atoms), 2 * repeats - 1)
+    print(f"108 atoms: derivatives {t_der * 1e3:.1f} ms, features {t_feat * 1e3:.1f} ms, "
+          f"ratio {t_der / t_feat:.2f} (medians of {2 * repeats - 1} interleaved)")
 
 
 def bench_cu_emt_featurize():
