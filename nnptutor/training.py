@@ -159,10 +159,12 @@ def featurize(descriptor, images: Sequence[Atoms], derivatives: bool = True,
     backend : {"auto", "processes", "threads"}
         How ``n_jobs > 1`` workers run. Threads share the interpreter, and numpy holds its
         lock between large operations, so two threads give only about 1.3x; processes
-        (started with ``forkserver``: safe after torch is imported and in Jupyter) give
-        nearly 2x on two cores but cost a fraction of a second to start. "auto" uses
-        processes for jobs of at least :data:`PROCESS_MIN_ATOMS` atoms (derivatives
-        count four times) and for descriptors that round-trip through ``to_dict``.
+        (fresh interpreters, see :mod:`nnptutor._featurize`: safe after torch is
+        imported, in Jupyter, and in scripts without a ``__main__`` guard) give about
+        1.9x on two idle cores but take a fraction of a second to start. "auto" uses
+        processes for jobs of at least :data:`PROCESS_MIN_ATOMS` atoms (derivatives count
+        four times) and descriptors that round-trip through ``to_dict``, and falls back
+        to threads (with a ``RuntimeWarning``) where a worker cannot run.
 
     Returns
     -------
