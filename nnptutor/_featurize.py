@@ -83,7 +83,8 @@ class WorkerProcess:
             env[var] = "1"  # one BLAS thread per worker: the workers share the cores
         # the package this process uses, wherever it was imported from
         root = os.path.dirname(os.path.dirname(os.path.abspath(nnptutor.__file__)))
-        env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join([root] + paths)
         try:
             self.process = subprocess.Popen([sys.executable, "-m", "nnptutor._featurize"],
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
