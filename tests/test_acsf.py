@@ -9,6 +9,7 @@ from nnptutor.checks import check_derivatives, check_invariance
 from nnptutor.descriptors.parameters import radial_grid
 from nnptutor.descriptors import descriptor_from_dict
 from nnptutor.descriptors.acsf import ACSF
+from nnptutor.neighbors import neighbor_pairs
 
 G2 = [(0.5, 0.0), (0.1, 2.0), (1.0, 3.0)]
 G3 = [1.0, 2.5]
@@ -308,3 +309,82 @@ def test_collinear_triplet_with_non_integer_zeta_is_finite():
     ref = ACSF(["Cu"], 6.0, method="reference", **params).compute(atoms, derivatives=True)
     assert np.isfinite(fast[0]).all() and np.isfinite(fast[1].values).all()
     np.testing.assert_allclose(fast[0], ref[0], rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------- flat triplet path
+def _reference_values(d, images):
+    ref = ACSF(d.elements, d.r_cut, g2=d.g2, g3=d.g3, g4=d.g4, g5=d.g5, cutoff=d.cutoff,
+               method="reference")
+    return [ref.compute(atoms) for atoms in images]
+
+
+def _count_paths(monkeypatch):
+    """Record the centres each path computes: the flat triplets and the padded blocks."""
+    from nnptutor.descriptors import _acsf_fast as fast
+
+    seen = {"triplets": 0, "blocks": 0}
+    chunks, packed = fast._triplet_chunks, fast._angular_block_packed
+
+    def counted_chunks(*args, **kwargs):
+        for cs, p, q in chunks(*args, **kwargs):
+            seen["triplets"] += len(cs)
+            yield cs, p, q
+
+    def counted_packed(plan, ws, block, cs, *rest):
+        seen["blocks"] += len(cs)
+        return packed(plan, ws, block, cs, *rest)
+
+    monkeypatch.setattr(fast, "_triplet_chunks", counted_chunks)
+    monkeypatch.setattr(fast, "_angular_block_packed", counted_packed)
+    return seen
+
+
+@pytest.mark.parametrize("cutoff", ["cosine", "tanh3"])
+def test_triplet_path_equals_reference_for_molecules(monkeypatch, cutoff):
+    """Molecules (K ≤ TRIPLET_MAX_K) take the flat triplet path, features only."""
+    from nnptutor.descriptors import _acsf_fast as fast
+
+    images = [ethanol(), molecule("H2O"), molecule("CH3CH2OH")]
+    images[2].rattle(0.1, seed=7)
+    d = make(["H", "C", "O"], cutoff=cutoff)  # G4 and G5, ζ up to 16, ζ = 1.5, η = 0
+    seen = _count_paths(monkeypatch)
+    batch = d.compute_many(images, progress=False)
+    assert seen == {"triplets": 9 + 3 + 9, "blocks": 0}
+    for values, ref in zip(batch, _reference_values(d, images)):
+        assert np.abs(ref[:, d.n_radial * 3:]).max() > 0.01  # angular columns not all zero
+        assert_columns_close(values, ref, rtol=1e-12)
+    # the same numbers with every centre in the padded blocks
+    atoms = images[0]
+    p = neighbor_pairs(atoms, d.r_cut)
+    args = (d, p.i, p.j, p.vectors, p.distances, d.element_indices(atoms.numbers), False)
+    flat, _ = fast.fast_features(*args)
+    blocks, _ = fast.fast_features(*args, triplet_max_k=0)
+    assert_columns_close(flat, blocks, rtol=1e-13)
+
+
+def test_triplet_path_in_a_mixed_batch(monkeypatch):
+    """Molecules and a periodic cell in one call: small centres flat, the rest in blocks."""
+    images = [ethanol(), nacl_cell(), molecule("H2O"), cu_cluster()]
+    d = make(["H", "C", "O", "Na", "Cl", "Cu"])
+    counts = [np.bincount(neighbor_pairs(a, d.r_cut).i, minlength=len(a)) for a in images]
+    from nnptutor.descriptors._acsf_fast import TRIPLET_MAX_K
+
+    small = sum(int(((c >= 2) & (c <= TRIPLET_MAX_K)).sum()) for c in counts)
+    large = sum(int((c > TRIPLET_MAX_K).sum()) for c in counts)
+    assert small >= 12 and large >= 8  # both paths are exercised
+    seen = _count_paths(monkeypatch)
+    batch = d.compute_many(images, progress=False)
+    assert seen == {"triplets": small, "blocks": large}
+    for values, ref in zip(batch, _reference_values(d, images)):
+        assert_columns_close(values, ref, rtol=1e-12)
+
+
+def test_triplet_path_collinear_non_integer_zeta_is_finite():
+    u = np.array([-0.96773341, -0.20049777, -0.15261944])
+    u /= np.linalg.norm(u)
+    atoms = Atoms("Cu3", positions=[[0, 0, 0], 2.7214883401940817 * u, -2.5253543224757258 * u])
+    params = dict(g2=[(1.0, 0.0)], g4=[(0.01, 1.5, 1), (0.01, 2.5, -1)], g5=[(0.0, 1.5, -1)])
+    fast = ACSF(["Cu"], 6.0, method="fast", **params).compute(atoms)
+    ref = ACSF(["Cu"], 6.0, method="reference", **params).compute(atoms)
+    assert np.isfinite(fast).all()
+    np.testing.assert_allclose(fast, ref, rtol=1e-12, atol=1e-14)

@@ -35,6 +35,12 @@ cheap, large operations. The tricks, in the order they appear below:
    geometry and triplet cutoffs are kept from the forward pass (up to
    :data:`VJP_CACHE_BYTES`), so the backward pass is that polynomial, three products and
    one batched matrix product per block.
+9. **Flat triplets for few neighbours.** With K ≤ :data:`TRIPLET_MAX_K` (molecules) the
+   K×K blocks are tiny and numpy's per-call overhead dominates; features of such centres
+   are computed on one flat list of all their triplets (j < k) instead: long vectorised
+   gathers and products, one ``np.bincount`` per function (:func:`_triplet_features`).
+   Radial terms without derivatives are likewise computed as rows (one per function) over
+   all pairs, and the cosine cutoff without its derivative.
 
 Taught in notebooks/03_symmetry_functions.ipynb, optional section "How the fast path works".
 """
@@ -189,6 +195,7 @@ class _Plan:
     def __init__(self, acsf):
         self.r_cut = acsf.r_cut
         self.cutoff = get_cutoff(acsf.cutoff)
+        self.cutoff_name = acsf.cutoff
         self.n_el = len(acsf.elements)
         self.n_rad, self.n_ang = acsf.n_radial, acsf.n_angular
         self.ang0 = self.n_el * self.n_rad
@@ -302,15 +309,16 @@ def _angular_scales(zl):
 # --------------------------------------------------------------------------------------
 # trick 1: blocks of centres with padded neighbour lists
 # --------------------------------------------------------------------------------------
-def _blocks(i, n_atoms, block_size=BLOCK_SIZE):
+def _blocks(i, n_atoms, block_size=BLOCK_SIZE, min_count=2):
     """Yield (centres, entries, valid) for blocks of centres with similar neighbour counts.
 
     ``entries[c, k]`` is the neighbour-list row of the k-th neighbour of centre c (0 where
-    ``valid`` is False, i.e. padding), shape (n_c, K).
+    ``valid`` is False, i.e. padding), shape (n_c, K). Only centres with at least
+    ``min_count`` (≥ 2: a triplet needs two) neighbours are included.
     """
     counts = np.bincount(i, minlength=n_atoms)
     starts = np.cumsum(counts) - counts
-    centres = np.flatnonzero(counts >= 2)  # a triplet needs two neighbours
+    centres = np.flatnonzero(counts >= max(min_count, 2))
     order = centres[np.argsort(counts[centres], kind="stable")]
     pos = 0
     while pos < len(order):
@@ -355,9 +363,47 @@ class _Block:
 # --------------------------------------------------------------------------------------
 # radial functions: per pair, as in the reference
 # --------------------------------------------------------------------------------------
+def _cutoff_values(plan, distances):
+    """f_c(r) per pair without its derivative (the cosine cutoff's sin is as costly as
+    its cos); the same expression as :func:`nnptutor.cutoffs.cosine`."""
+    if plan.cutoff_name != "cosine":
+        return plan.cutoff(distances, plan.r_cut)[0]
+    x = np.pi * distances / plan.r_cut
+    return np.where(distances <= plan.r_cut, 0.5 * (np.cos(x) + 1.0), 0.0)
+
+
+def _radial_rows(acsf, distances, fc):
+    """The per-pair terms of :func:`~nnptutor.descriptors.acsf.radial_terms` (same
+    expressions, same numbers), transposed: (n_rad, n_pairs), one contiguous row per
+    function, so that numpy's inner loops run over the pairs, not over the 8 functions."""
+    rows = np.empty((1 + len(acsf.g2) + len(acsf.g3), len(distances)))
+    rows[0] = fc
+    for row, (eta, r_s) in zip(rows[1:], acsf.g2):
+        np.subtract(distances, r_s, out=row)
+        np.multiply(row, row, out=row)
+        row *= -eta
+        np.exp(row, out=row)
+        row *= fc
+    for row, kappa in zip(rows[1 + len(acsf.g2):], acsf.g3):
+        np.multiply(kappa, distances, out=row)
+        np.cos(row, out=row)
+        row *= fc
+    return rows
+
+
 def _radial(acsf, plan, i, j, vectors, distances, species, values, entry):
+    """G1–G3 into ``values``; returns f_c and f_c' per pair (f_c' None without ``entry``)."""
     from nnptutor.descriptors.acsf import radial_terms
 
+    if entry is None and plan.n_el > 1:  # features only: rows, one bincount each
+        fc = _cutoff_values(plan, distances)
+        n_keys = len(values) * plan.n_el
+        key = i * plan.n_el + species[j]  # (centre, neighbour element)
+        sums = np.empty((plan.n_rad, n_keys))
+        for out, row in zip(sums, _radial_rows(acsf, distances, fc)):
+            out[...] = np.bincount(key, weights=row, minlength=n_keys)
+        values[:, : plan.ang0] = sums.T.reshape(len(values), plan.ang0)
+        return fc, None
     fc, dfc = plan.cutoff(distances, plan.r_cut)
     terms, dterms = radial_terms(distances, fc, dfc, acsf.g2, acsf.g3, entry is not None)
     _radial_sums(plan, i, j, species, terms, values)
@@ -406,8 +452,11 @@ def _radial_sums(plan, i, j, species, terms, values):
 # --------------------------------------------------------------------------------------
 def _pair_weights(plan, r, fc_entry, dfc_entry, eta, entries, valid):
     """a_j = e^{−η r²} f_c(r) and a'_j = da_j/dr on a block, (n_c, K) each, 0 for padding."""
-    fc, dfc = fc_entry[entries] * valid, dfc_entry[entries] * valid
+    fc = fc_entry[entries] * valid
     gauss = np.exp(-eta * r**2)
+    if dfc_entry is None:  # features only
+        return gauss * fc, None
+    dfc = dfc_entry[entries] * valid
     return gauss * fc, gauss * (dfc - 2 * eta * r * fc)
 
 
@@ -582,10 +631,113 @@ def _angular_block_derivatives(plan, ws, block, cs, A, a, da, B, B_hat, C, E, sc
 
 
 # --------------------------------------------------------------------------------------
+# trick 9: centres with few neighbours (molecules) as one flat list of triplets
+# --------------------------------------------------------------------------------------
+#: Centres with at most this many neighbours take the flat triplet path
+#: (:func:`_triplet_features`) when no derivatives are asked for; measured on 1000
+#: ethanol molecules (K = 8) and fcc Cu (K ≈ 78), see benchmarks/README.md.
+TRIPLET_MAX_K = 10
+
+#: Triplets per chunk of the flat path: a chunk's dozen float64 vectors stay in cache.
+TRIPLET_CHUNK = 1 << 15
+
+
+def _triplet_chunks(counts, starts, max_k, chunk=TRIPLET_CHUNK):
+    """Yield (centres, p, q) for all centres with 2 ≤ K ≤ ``max_k`` neighbours.
+
+    Centres are grouped by their neighbour count K, so that the pairs j < k of one group
+    are one broadcast: ``p``, ``q`` (n_c, K(K−1)/2) are the neighbour-list rows of
+    neighbours j and k of each centre (no padding).
+    """
+    for K in np.unique(counts[(counts >= 2) & (counts <= max_k)]):
+        cs = np.flatnonzero(counts == K)
+        tj, tk, _ = _triangle(int(K))
+        per = max(1, chunk // len(tj))
+        for lo in range(0, len(cs), per):
+            first = starts[cs[lo:lo + per], None]
+            yield cs[lo:lo + per], first + tj, first + tk
+
+
+def _triplet_features(plan, ws, i, j, vectors, distances, species, fc, values, max_k):
+    """Angular features of the centres with at most ``max_k`` neighbours (trick 9).
+
+    For a small K the padded blocks spend their time in numpy's per-call overhead and
+    short inner loops; here every step is one long vectorised operation over the flat
+    list of triplets (i, j < k) of many centres: cos θ and r_jk² from gathered
+    components, B_jk by the polynomial of trick 3, the ζ chains of trick 4, and one
+    ``np.bincount`` per function that sums the triplet terms into (centre, element pair).
+    All per-triplet arrays are workspace buffers (trick 7).
+    """
+    counts = np.bincount(i, minlength=len(values))
+    starts = np.cumsum(counts) - counts
+    Dx, Dy, Dz = np.ascontiguousarray(vectors.T)  # (n_pairs,) each [Å]
+    r2 = distances * distances
+    inv_r = 1.0 / distances
+    c = 2.0 / plan.r_cut**2  # y = c r_jk² − 1
+    n_pb = len(plan.element_pairs)
+    if n_pb > 1:
+        lookup = np.zeros((plan.n_el, plan.n_el), dtype=np.intp)
+        for pb, (sa, sb) in enumerate(plan.element_pairs):
+            lookup[sa, sb] = lookup[sb, sa] = pb
+        s_entry = species[j]
+        s_row = s_entry * plan.n_el  # row of the lookup table, per entry
+        lookup = lookup.ravel()
+    weights = {}  # (kind, η) -> a_j = e^{−η r²} f_c(r) per entry
+    for kind, eta, *_ in plan.groups:
+        weights[kind, eta] = np.exp(-eta * r2) * fc
+    for cs, p, q in _triplet_chunks(counts, starts, max_k):
+        n_c, n_t = p.shape
+        p, q = p.ravel(), q.ravel()
+        shape = p.shape
+        tp, tq = ws.get("t_p", shape), ws.get("t_q", shape)
+        dot = np.multiply(np.take(Dx, p, out=tp), np.take(Dx, q, out=tq),
+                          out=ws.get("t_dot", shape))
+        for comp in (Dy, Dz):
+            dot += np.multiply(np.take(comp, p, out=tp), np.take(comp, q, out=tq), out=tp)
+        cos = np.multiply(dot, np.take(inv_r, p, out=tp), out=ws.get("t_cos", shape))
+        cos *= np.take(inv_r, q, out=tp)
+        # y = c (r_j² + r_k² − 2 D_j·D_k) − 1, clamped at 1 (r_jk ≥ r_c)
+        y = np.add(np.take(r2, p, out=tp), np.take(r2, q, out=tq), out=ws.get("t_y", shape))
+        dot *= 2.0
+        y -= dot
+        y *= c
+        y -= 1.0
+        np.minimum(y, 1.0, out=y)
+        C, _ = _angular_stacks(plan, ws, cos, False)  # (n_zl, n_triplets)
+        key = ws.get("t_key", (n_c, n_t)).view(np.intp)  # (centre, element pair) index
+        key[...] = (np.arange(n_c) * n_pb)[:, None]
+        key = key.ravel()
+        if n_pb > 1:
+            sq = np.take(s_entry, q, out=ws.get("t_sq", shape).view(np.intp))
+            sq += np.take(s_row, p, out=ws.get("t_sp", shape).view(np.intp))
+            key += np.take(lookup, sq, out=sq)
+        G = np.empty((plan.n_ang, n_c * n_pb))
+        W, term = ws.get("t_W", shape), ws.get("t_term", shape)
+        for kind, eta, members, zls, norms in plan.groups:
+            a = weights[kind, eta]
+            np.multiply(np.take(a, p, out=tp), np.take(a, q, out=tq), out=W)
+            if kind == "G4":
+                W *= _triplet_cutoff(plan, ws, 0, eta, y, False)[0]
+            for m, z, norm in zip(members, zls, norms):
+                G[m] = np.bincount(key, weights=np.multiply(C[z], W, out=term),
+                                   minlength=n_c * n_pb)
+                G[m] *= norm
+        values[cs, plan.ang0:] = G.T.reshape(n_c, n_pb * plan.n_ang)
+
+
+# --------------------------------------------------------------------------------------
 # entry points
 # --------------------------------------------------------------------------------------
-def fast_features(acsf, i, j, vectors, distances, species, derivatives):
-    """Same contract as :func:`nnptutor.descriptors.acsf.reference_features`."""
+def fast_features(acsf, i, j, vectors, distances, species, derivatives,
+                  triplet_max_k=None):
+    """Same contract as :func:`nnptutor.descriptors.acsf.reference_features`.
+
+    ``triplet_max_k``: centres with at most this many neighbours take the flat triplet
+    path when ``derivatives`` is False (default :data:`TRIPLET_MAX_K`; 0 uses the padded
+    blocks for every centre).
+    """
+    if triplet_max_k is None:
+        triplet_max_k = TRIPLET_MAX_K
     plan = _plan(acsf)
     n_atoms, n_pairs = len(species), len(i)
     values = np.zeros((n_atoms, acsf.n_features))
@@ -595,7 +747,14 @@ def fast_features(acsf, i, j, vectors, distances, species, derivatives):
         return values, entry
     species_of_entry = species[j]
     ws = _workspace()
-    for cs, entries, valid in _blocks(i, n_atoms):
+    max_k = triplet_max_k if entry is None else 0  # derivatives: blocks only
+    blocks = _blocks(i, n_atoms)
+    if max_k >= 2:
+        counts = np.bincount(i, minlength=n_atoms)
+        if np.any((counts >= 2) & (counts <= max_k)):
+            _triplet_features(plan, ws, i, j, vectors, distances, species, fc, values, max_k)
+            blocks = _blocks(i, n_atoms, min_count=max_k + 1) if counts.max() > max_k else ()
+    for cs, entries, valid in blocks:
         block = _Block(plan, ws, entries, valid, vectors, distances, species_of_entry)
         _angular_block(plan, ws, block, cs, fc, dfc, values, entry)
     return values, entry
