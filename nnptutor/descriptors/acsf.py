@@ -45,7 +45,7 @@ from ase.data import atomic_numbers
 from nnptutor.cutoffs import CUTOFFS, get_cutoff
 from nnptutor.descriptors.base import Descriptor, SparseDerivatives, register
 from nnptutor.neighbors import neighbor_pairs
-from nnptutor.structures import normalize_elements
+from nnptutor.structures import MIN_DISTANCE, normalize_elements
 
 METHODS = ("fast", "reference")
 
@@ -695,11 +695,13 @@ def batched_pairs(images, r_cut, elements, progress=False):
         # global index of each molecule atom: position in the stack + (its image's offset
         # − where that image starts in the stack)
         to_global = np.arange(len(original)) + np.repeat(offsets[mol] - local, sizes[mol])
-        pairs = neighbor_pairs(Atoms(positions=shifted, pbc=False), r_cut)
+        pi, pj = _molecule_pairs(shifted, r_cut)
         # vectors from the original positions: no precision lost to the large offsets
-        vectors = original[pairs.j] - original[pairs.i]
-        parts.append((to_global[pairs.i], to_global[pairs.j], vectors,
-                      np.linalg.norm(vectors, axis=1)))
+        vectors = original[pj] - original[pi]
+        distances = np.sqrt(np.add.reduce(vectors * vectors, axis=1))
+        if len(distances) and distances.min() < MIN_DISTANCE:
+            neighbor_pairs(Atoms(positions=shifted, pbc=False), r_cut)  # raises, names them
+        parts.append((to_global[pi], to_global[pj], vectors, distances))
     periodic = np.flatnonzero(~molecule)
     for n in tqdm(periodic, desc="neighbour lists", disable=not progress or len(periodic) < 2):
         pairs = neighbor_pairs(images[n], r_cut)
@@ -714,6 +716,27 @@ def batched_pairs(images, r_cut, elements, progress=False):
         order = np.lexsort((j, i))  # periodic: then the gathers below are not needed
         i, j, vectors, distances = i[order], j[order], vectors[order], distances[order]
     return i, j, vectors, distances, numbers, offsets
+
+
+def _molecule_pairs(positions, r_cut):
+    """(i, j) of :func:`~nnptutor.neighbors.neighbor_pairs` for one non-periodic point set.
+
+    The same vesin call and the same ``d <= r_cut`` convention, without the shifts, vectors
+    and ``lexsort`` that a batch of molecules does not need (vesin returns them sorted
+    already; a stable argsort of one key if not): 1000 ethanol in 6 ms instead of 11.
+    """
+    from vesin import NeighborList
+
+    i, j, d = NeighborList(cutoff=r_cut, full_list=True).compute(
+        points=positions, box=np.zeros((3, 3)), periodic=False, quantities="ijd")
+    keep = np.asarray(d) <= r_cut
+    i = np.asarray(i, dtype=np.int64)[keep]
+    j = np.asarray(j, dtype=np.int64)[keep]
+    key = i * len(positions) + j
+    if np.any(key[1:] < key[:-1]):
+        order = np.argsort(key, kind="stable")
+        i, j = i[order], j[order]
+    return i, j
 
 
 def _check_images(images, elements, positions, numbers, molecule, sizes):
