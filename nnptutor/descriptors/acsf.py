@@ -26,7 +26,8 @@ Two implementations give the same numbers (tested to 1e-12):
   notebooks/03_symmetry_functions.ipynb shows.
 * ``method="fast"`` (default, :mod:`._acsf_fast`): dense per-centre neighbour blocks and
   batched matrix products; 3–4× faster than DScribe's C++ on bulk metals
-  (benchmarks/README.md).
+  (benchmarks/README.md). Centres with few neighbours (molecules) use one flat list of
+  triplets instead when no derivatives are asked for.
 
 Derivatives: every term depends on R_i and R_j only through D_p = R_j + shift − R_i of a
 neighbour-list entry p. Both implementations compute dG_i/dD_p per entry and then *fold*
