@@ -14,6 +14,7 @@ features + vector–Jacobian product at 108 atoms against ASE's EMT forces, and 
     python benchmarks/bench_acsf.py --only cu_emt   # featurize(n_jobs=2) on cu_emt only,
                                                     # in a fresh process (peak memory)
     python benchmarks/bench_acsf.py --only targets  # Cu500, 1000 ethanol, 108-atom ratio
+    python benchmarks/bench_acsf.py --only flat     # flat triplets vs padded blocks by K
 
 The ``cu_emt`` part times :func:`nnptutor.training.featurize` with two worker processes
 and with two threads (wall clock: it is the one figure here that uses both cores), the
@@ -91,12 +92,15 @@ def row(case, n_atoms, ours, theirs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
-    parser.add_argument("--only", choices=("cu_emt", "targets"), help="run one part only")
+    parser.add_argument("--only", choices=("cu_emt", "targets", "flat"),
+                        help="run one part only")
     args = parser.parse_args()
     if args.only == "cu_emt":
         return bench_cu_emt_featurize()
     if args.only == "targets":
         return bench_targets()
+    if args.only == "flat":
+        return bench_flat()
     repeats = 3 if args.quick else 5
     acsf = bench_set(["Cu"])
     d_cu = dscribe_like(acsf, periodic=True)
@@ -205,14 +209,16 @@ def main():
 
 
 def bench_targets(repeats=11):
-    """The issue's single-thread targets with more repeats: Cu500 and 1000 ethanol features
-    against DScribe, derivatives / features at 108 atoms (twice the repeats)."""
+    """The issue's single-thread targets with more repeats: Cu500 (and Cu108, to see that
+    the bulk path did not slow down) and 1000 ethanol features against DScribe,
+    derivatives / features at 108 atoms (twice the repeats)."""
     acsf = bench_set(["Cu"])
-    atoms = cu(5)
-    acsf.compute(atoms)
-    ours, theirs = paired(lambda: acsf.compute(atoms),
-                          lambda: dscribe_like(acsf, True).create(atoms), repeats)
-    row("features, fcc Cu", len(atoms), ours, theirs)
+    for n in (5, 3):
+        atoms = cu(n)
+        acsf.compute(atoms)
+        ours, theirs = paired(lambda: acsf.compute(atoms),
+                              lambda: dscribe_like(acsf, True).create(atoms), repeats)
+        row("features, fcc Cu", len(atoms), ours, theirs)
     base = molecule("CH3CH2OH")
     rng = np.random.default_rng(2)
     images = []
@@ -231,6 +237,43 @@ def bench_targets(repeats=11):
                            lambda: acsf.compute(atoms), 2 * repeats - 1)
     print(f"108 atoms: derivatives {t_der * 1e3:.1f} ms, features {t_feat * 1e3:.1f} ms, "
           f"ratio {t_der / t_feat:.2f} (medians of {2 * repeats - 1} interleaved)")
+
+
+def bench_flat(repeats=9):
+    """Features of the same centres on the flat triplet list and in padded blocks, by mean
+    neighbour count K (how ``_acsf_fast.TRIPLET_MAX_K`` was chosen): batches of molecules
+    and fcc Cu cells at several cutoffs, CPU time, medians of interleaved repeats."""
+    from nnptutor.descriptors import _acsf_fast as fast
+    from nnptutor.descriptors.acsf import batched_pairs
+
+    rng = np.random.default_rng(5)
+    cases = []
+    for name, count, r_cut in (("CH3CH2OH", 455, 3.0), ("CH3CH2OH", 455, 6.0),
+                               ("C6H6", 340, 6.0), ("C60", 60, 4.0)):
+        images = []
+        for _ in range(count):
+            m = molecule(name)
+            m.positions += rng.normal(scale=0.05, size=m.positions.shape)
+            images.append(m)
+        cases.append((f"{count} {name}, r_c {r_cut} Å", images, r_cut))
+    for r_cut in (3.0, 4.6, 6.0):
+        cases.append((f"Cu256, r_c {r_cut} Å", [cu(4)], r_cut))
+    print(f"{'case':<28} {'K':>5} {'blocks [ms]':>12} {'flat [ms]':>10} {'flat/blocks':>12}")
+    for label, images, r_cut in cases:
+        elements = sorted({s for a in images for s in a.get_chemical_symbols()})
+        base = bench_set(elements)
+        acsf = ACSF(elements, r_cut, g2=base.g2, g4=base.g4)
+        i, j, vectors, distances, numbers, _ = batched_pairs(images, r_cut, elements)
+        args = (acsf, i, j, vectors, distances, acsf.element_indices(numbers), False)
+        times = {0: [], 10**6: []}
+        for r in range(repeats):
+            for k in ((0, 10**6) if r % 2 == 0 else (10**6, 0)):
+                t0 = clock()
+                fast.fast_features(*args, triplet_max_k=k)
+                times[k].append(clock() - t0)
+        blocks, flat = np.median(times[0]), np.median(times[10**6])
+        print(f"{label:<28} {len(i) / len(numbers):>5.1f} {blocks * 1e3:>12.1f} "
+              f"{flat * 1e3:>10.1f} {flat / blocks:>12.2f}")
 
 
 def bench_cu_emt_featurize():
