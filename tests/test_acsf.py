@@ -334,8 +334,15 @@ def _count_paths(monkeypatch):
         seen["blocks"] += len(cs)
         return packed(plan, ws, block, cs, *rest)
 
+    cyclic = fast._cyclic_features
+
+    def counted_cyclic(plan, ws, cs, *rest):  # features-only blocks (trick 10)
+        seen["blocks"] += len(cs)
+        return cyclic(plan, ws, cs, *rest)
+
     monkeypatch.setattr(fast, "_triplet_chunks", counted_chunks)
     monkeypatch.setattr(fast, "_angular_block_packed", counted_packed)
+    monkeypatch.setattr(fast, "_cyclic_features", counted_cyclic)
     return seen
 
 
@@ -388,3 +395,31 @@ def test_triplet_path_collinear_non_integer_zeta_is_finite():
     ref = ACSF(["Cu"], 6.0, method="reference", **params).compute(atoms)
     assert np.isfinite(fast).all()
     np.testing.assert_allclose(fast, ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("cutoff", ["cosine", "tanh3"])
+@pytest.mark.parametrize("vacancy", [False, True])
+def test_cyclic_blocks_equal_reference_for_odd_and_even_k(cutoff, vacancy):
+    """Features-only blocks as (n_c, (K − 1)/2, K) cyclic bands (trick 10): an even K gets
+    one padding neighbour; both parities, two elements, G4 and G5, ζ = 1.5, against the
+    reference and against the packed K×K path."""
+    from nnptutor.descriptors import _acsf_fast as fast
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
+    atoms.numbers[::3] = 79
+    if vacancy:
+        del atoms[5]
+    atoms.rattle(0.1, seed=1)
+    d = make(["Cu", "Au"], cutoff=cutoff)
+    pairs = neighbor_pairs(atoms, d.r_cut)
+    k_block = max(e.shape[1] for _, e, _ in fast._blocks(pairs.i, len(atoms)))
+    assert k_block == (37 if vacancy else 40)  # odd with the vacancy, even without
+    species = np.array([d.elements.index(s) for s in atoms.get_chemical_symbols()])
+    args = (d, pairs.i, pairs.j, pairs.vectors, pairs.distances, species, False)
+    cyclic = fast.fast_features(*args)[0]
+    packed = fast.fast_features(*args, cyclic=False)[0]
+    ref = ACSF(["Cu", "Au"], d.r_cut, g2=G2, g3=G3, g4=G4, g5=G5, cutoff=cutoff,
+               method="reference").compute(atoms)
+    assert_columns_close(cyclic, ref, rtol=1e-12)
+    assert_columns_close(cyclic, packed, rtol=1e-13)
+    assert np.all(np.abs(cyclic[:, d.n_features - len(G4 + G5):]).max(axis=0) > 0)

@@ -41,6 +41,12 @@ cheap, large operations. The tricks, in the order they appear below:
    gathers and products, one ``np.bincount`` per function (:func:`_triplet_features`).
    Radial terms without derivatives are likewise computed as rows (one per function) over
    all pairs, and the cosine cutoff without its derivative.
+10. **Cyclic bands instead of a packed triangle.** Without derivatives, a block with K
+    neighbours (made odd by one padding neighbour) has each unordered pair {j, k} exactly
+    once as (j, j + d mod K), d = 1 … (K − 1)/2; with every per-neighbour row stored
+    twice, the partner values are strided views, so D_j·D_k, cos θ, r_jk² and a_j a_k are
+    plain elementwise products (:func:`_cyclic_features`): no K×K matrix products and no
+    gathers into the triangle.
 
 Taught in notebooks/03_symmetry_functions.ipynb, optional section "How the fast path works".
 """
@@ -541,6 +547,97 @@ def _packed_features(plan, ws, block, cs, fc, dfc, values, cos, B_cache):
             values[np.ix_(cs, columns)] = G.reshape(n_c, -1)
 
 
+def _cyclic_partner(row, shape):
+    """View (n_c, n_d, K) of a doubled row (n_c, 2K): [c, d, j] = row[c, j + d + 1], the
+    value of neighbour (j + d + 1) mod K (trick 10). No copy."""
+    s0, s1 = row.strides
+    return np.lib.stride_tricks.as_strided(row[:, 1:], shape=shape, strides=(s0, s1, s1),
+                                           writeable=False)
+
+
+def _cyclic_features(plan, ws, cs, entries, valid, vectors, distances, species_of_entry,
+                     fc, values):
+    """Features only of one block (trick 10): every unordered pair {j, k} of K neighbours,
+    K odd, is (j, j + d mod K) for exactly one d in 1 … (K − 1)/2, so the triplets are an
+    (n_c, n_d, K) array whose partner values are strided views of rows written twice.
+    D_j·D_k, cos θ_jk, r_jk² and a_j a_k are then elementwise products: no K×K matrix
+    products, no gathers into a packed triangle (the same numbers as
+    :func:`_angular_block_packed`, summed in another order).
+    """
+    n_c, K = entries.shape
+    if K % 2 == 0:  # one more padding neighbour (a = 0) makes K odd
+        entries = np.concatenate([entries, np.zeros((n_c, 1), entries.dtype)], axis=1)
+        valid = np.concatenate([valid, np.zeros((n_c, 1), bool)], axis=1)
+        K += 1
+    n_d = (K - 1) // 2
+    shape = (n_c, n_d, K)
+    rows = ws.get("cyc_rows", (6 + plan.n_el, n_c, 2 * K))  # per-neighbour rows, doubled
+    Dx, Dy, Dz, inv_r, e, a_row = rows[:6]
+    for comp, row in zip(vectors.T, (Dx, Dy, Dz)):
+        np.multiply(comp[entries], valid, out=row[:, :K])  # padding: D = 0
+    r = np.where(valid, distances[entries], 2 * plan.r_cut)  # padding beyond r_c
+    np.divide(1.0, r, out=inv_r[:, :K])
+    c = 2.0 / plan.r_cut**2  # y = 2 r_jk²/r_c² − 1 = e_j + e_k − 2c D_j·D_k, e = c r² − ½
+    np.multiply(c * r, r, out=e[:, :K])
+    e[:, :K] -= 0.5
+    rows[:5, :, K:] = rows[:5, :, :K]
+    dot = np.multiply(Dx[:, None, :K], _cyclic_partner(Dx, shape), out=ws.get("cyc_dot", shape))
+    tmp = ws.get("cyc_tmp", shape)
+    for row in (Dy, Dz):
+        dot += np.multiply(row[:, None, :K], _cyclic_partner(row, shape), out=tmp)
+    cos = np.multiply(dot, inv_r[:, None, :K], out=ws.get("cos_p", shape))
+    cos *= _cyclic_partner(inv_r, shape)
+    y = np.multiply(dot, -2.0 * c, out=ws.get("y_p", shape))
+    y += e[:, None, :K]
+    y += _cyclic_partner(e, shape)
+    np.minimum(y, 1.0, out=y)  # clamp: r_jk ≥ r_c all look like r_c
+    flat = (n_c, n_d * K)
+    cos, y = cos.reshape(flat), y.reshape(flat)
+    B_cache = {eta: _triplet_cutoff(plan, ws, n, eta, y, False)[0]
+               for n, eta in enumerate(plan.g4_etas)}
+    C, _ = _angular_stacks(plan, ws, cos, False)  # (n_zl, n_c, n_triplets)
+    n_pb = len(plan.element_pairs)
+    X = ws.get("X_p", (n_c, n_pb) + shape[1:])
+    if n_pb > 1:
+        A = rows[5:]  # (n_el, n_c, 2K): a_j of the neighbours of each element
+        species = np.where(valid, species_of_entry[entries], -1)
+    for kind, eta, members, zls, norms in plan.groups:
+        a, _ = _pair_weights(plan, r, fc, None, eta, entries, valid)
+        if n_pb == 1:
+            a_row[:, :K] = a
+            a_row[:, K:] = a
+            np.multiply(a_row[:, None, :K], _cyclic_partner(a_row, shape), out=X[:, 0])
+        else:
+            for s in range(plan.n_el):
+                np.multiply(a, species == s, out=A[s, :, :K])
+                A[s, :, K:] = A[s, :, :K]
+            for pb, (sa, sb) in enumerate(plan.element_pairs):
+                np.multiply(A[sa, :, None, :K], _cyclic_partner(A[sb], shape), out=X[:, pb])
+                if sa != sb:
+                    X[:, pb] += np.multiply(A[sb, :, None, :K], _cyclic_partner(A[sa], shape),
+                                            out=tmp)
+        Xf = X.reshape(n_c, n_pb, n_d * K)
+        if kind == "G4":
+            Xf *= B_cache[eta][:, None]
+        _contract(plan, values, cs, _select(C, zls), Xf, members, norms)
+
+
+def _contract(plan, values, cs, Cz, X, members, norms):
+    """values[cs, angular columns of the group] = Σ_t Cz[z, c, t] X[c, pb, t] × norm_z.
+
+    Cz : (n_z, n_c, n_t); X : (n_c, n_pb, n_t). One (n_z × n_t)(n_t × n_pb) product per
+    centre (per centre and ζ, as before, was twice the calls for small molecules).
+    """
+    n_c, n_pb = X.shape[:2]
+    G = np.matmul(Cz.transpose(1, 0, 2), X.transpose(0, 2, 1))  # (n_c, n_z, n_pb)
+    G = G.transpose(0, 2, 1) * norms  # (n_c, n_pb, n_z)
+    columns = (plan.ang0 + np.arange(n_pb)[:, None] * plan.n_ang + members).ravel()
+    if np.array_equal(columns, np.arange(columns[0], columns[0] + len(columns))):
+        values[cs, columns[0]:columns[0] + len(columns)] = G.reshape(n_c, -1)  # a slice
+    else:
+        values[np.ix_(cs, columns)] = G.reshape(n_c, -1)
+
+
 def _symmetric_matmul(M, R):
     """M @ R for symmetric M, computed as (Rᵀ M)ᵀ.
 
@@ -729,7 +826,7 @@ def _triplet_features(plan, ws, i, j, vectors, distances, species, fc, values, m
 # entry points
 # --------------------------------------------------------------------------------------
 def fast_features(acsf, i, j, vectors, distances, species, derivatives,
-                  triplet_max_k=None):
+                  triplet_max_k=None, cyclic=True):
     """Same contract as :func:`nnptutor.descriptors.acsf.reference_features`.
 
     ``triplet_max_k``: centres with at most this many neighbours take the flat triplet
@@ -755,6 +852,10 @@ def fast_features(acsf, i, j, vectors, distances, species, derivatives,
             _triplet_features(plan, ws, i, j, vectors, distances, species, fc, values, max_k)
             blocks = _blocks(i, n_atoms, min_count=max_k + 1) if counts.max() > max_k else ()
     for cs, entries, valid in blocks:
+        if entry is None and cyclic:
+            _cyclic_features(plan, ws, cs, entries, valid, vectors, distances,
+                             species_of_entry, fc, values)
+            continue
         block = _Block(plan, ws, entries, valid, vectors, distances, species_of_entry)
         _angular_block(plan, ws, block, cs, fc, dfc, values, entry)
     return values, entry
