@@ -401,7 +401,7 @@ def _radial(acsf, plan, i, j, vectors, distances, species, values, entry):
     """G1–G3 into ``values``; returns f_c and f_c' per pair (f_c' None without ``entry``)."""
     from nnptutor.descriptors.acsf import radial_terms
 
-    if entry is None and plan.n_el > 1:  # features only: rows, one bincount each
+    if entry is None:  # features only: rows, one bincount each
         fc = _cutoff_values(plan, distances)
         n_keys = len(values) * plan.n_el
         key = i * plan.n_el + species[j]  # (centre, neighbour element)
