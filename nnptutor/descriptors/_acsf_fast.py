@@ -845,12 +845,16 @@ def fast_features(acsf, i, j, vectors, distances, species, derivatives,
     species_of_entry = species[j]
     ws = _workspace()
     max_k = triplet_max_k if entry is None else 0  # derivatives: blocks only
-    blocks = _blocks(i, n_atoms)
+    # cyclic blocks (features only) have no K×K matrix, only (K − 1)/2 × K triplet arrays:
+    # twice the centres per block keeps those at BLOCK_SIZE entries
+    block_size = 2 * BLOCK_SIZE if entry is None and cyclic else BLOCK_SIZE
+    blocks = _blocks(i, n_atoms, block_size)
     if max_k >= 2:
         counts = np.bincount(i, minlength=n_atoms)
         if np.any((counts >= 2) & (counts <= max_k)):
             _triplet_features(plan, ws, i, j, vectors, distances, species, fc, values, max_k)
-            blocks = _blocks(i, n_atoms, min_count=max_k + 1) if counts.max() > max_k else ()
+            blocks = (_blocks(i, n_atoms, block_size, min_count=max_k + 1)
+                      if counts.max() > max_k else ())
     for cs, entries, valid in blocks:
         if entry is None and cyclic:
             _cyclic_features(plan, ws, cs, entries, valid, vectors, distances,
