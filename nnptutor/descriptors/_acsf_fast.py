@@ -316,6 +316,11 @@ def _angular_scales(zl):
 # trick 1: blocks of centres with padded neighbour lists
 # --------------------------------------------------------------------------------------
 def _blocks(i, n_atoms, block_size=BLOCK_SIZE, min_count=2):
+    """Blocks of centres for the K×K paths (derivatives, VJP): :func:`_padded_blocks`."""
+    return _padded_blocks(i, n_atoms, block_size, min_count)
+
+
+def _padded_blocks(i, n_atoms, block_size, min_count):
     """Yield (centres, entries, valid) for blocks of centres with similar neighbour counts.
 
     ``entries[c, k]`` is the neighbour-list row of the k-th neighbour of centre c (0 where
@@ -845,16 +850,22 @@ def fast_features(acsf, i, j, vectors, distances, species, derivatives,
     species_of_entry = species[j]
     ws = _workspace()
     max_k = triplet_max_k if entry is None else 0  # derivatives: blocks only
-    # cyclic blocks (features only) have no K×K matrix, only (K − 1)/2 × K triplet arrays:
-    # twice the centres per block keeps those at BLOCK_SIZE entries
-    block_size = 2 * BLOCK_SIZE if entry is None and cyclic else BLOCK_SIZE
-    blocks = _blocks(i, n_atoms, block_size)
+    if entry is None and cyclic:
+        # cyclic blocks have no K×K matrix, only (K − 1)/2 × K triplet arrays: twice the
+        # centres per block keeps those at BLOCK_SIZE entries
+        blocks = _padded_blocks(i, n_atoms, 2 * BLOCK_SIZE, 2)
+    else:
+        blocks = _blocks(i, n_atoms)
     if max_k >= 2:
         counts = np.bincount(i, minlength=n_atoms)
         if np.any((counts >= 2) & (counts <= max_k)):
             _triplet_features(plan, ws, i, j, vectors, distances, species, fc, values, max_k)
-            blocks = (_blocks(i, n_atoms, block_size, min_count=max_k + 1)
-                      if counts.max() > max_k else ())
+            if counts.max() <= max_k:
+                blocks = ()
+            elif cyclic:
+                blocks = _padded_blocks(i, n_atoms, 2 * BLOCK_SIZE, max_k + 1)
+            else:
+                blocks = _blocks(i, n_atoms, min_count=max_k + 1)
     for cs, entries, valid in blocks:
         if entry is None and cyclic:
             _cyclic_features(plan, ws, cs, entries, valid, vectors, distances,
