@@ -285,8 +285,10 @@ def _angular_stacks(plan, ws, cos, derivatives):
     chains = {}  # λ -> {exponent: (1 + λ cos θ)^exponent}
     for z, (zeta, lam) in enumerate(plan.zl):
         tag = "+" if lam > 0 else "-"
+        in_slot = False
         if lam not in chains:
-            base = ws.get(f"base{tag}", cos.shape)
+            in_slot = zeta == 1  # C = the base itself: write it straight into its slot
+            base = C[z] if in_slot else ws.get(f"base{tag}", cos.shape)
             if lam > 0:
                 np.add(1.0, cos, out=base)
             else:
@@ -295,7 +297,10 @@ def _angular_stacks(plan, ws, cos, derivatives):
                 np.maximum(base, 0.0, out=base)
             chains[lam] = {1: base}
         powers = chains[lam]
-        if float(zeta).is_integer():
+        if in_slot:  # nothing modifies C in place, so later powers may read it
+            if derivatives:
+                E[z].fill(1.0)
+        elif float(zeta).is_integer():
             _power_into(C[z], int(zeta), powers, ws, tag)
             if derivatives:  # nothing modifies E in place: its powers are shared too
                 _power_into(E[z], int(zeta) - 1, powers, ws, tag)
