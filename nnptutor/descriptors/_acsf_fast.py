@@ -570,7 +570,7 @@ def _cyclic_features(plan, ws, cs, entries, valid, vectors, distances, species_o
     """Features only of one block (trick 10): every unordered pair {j, k} of K neighbours,
     K odd, is (j, j + d mod K) for exactly one d in 1 … (K − 1)/2, so the triplets are an
     (n_c, n_d, K) array whose partner values are strided views of rows written twice.
-    D_j·D_k, cos θ_jk, r_jk² and a_j a_k are then elementwise products: no K×K matrix
+    cos θ_jk, r_jk² and a_j a_k are then elementwise products: no K×K matrix
     products, no gathers into a packed triangle (the same numbers as
     :func:`_angular_block_packed`, summed in another order).
     """
@@ -582,22 +582,23 @@ def _cyclic_features(plan, ws, cs, entries, valid, vectors, distances, species_o
     n_d = (K - 1) // 2
     shape = (n_c, n_d, K)
     rows = ws.get("cyc_rows", (6 + plan.n_el, n_c, 2 * K))  # per-neighbour rows, doubled
-    Dx, Dy, Dz, inv_r, e, a_row = rows[:6]
-    for comp, row in zip(vectors.T, (Dx, Dy, Dz)):
-        np.multiply(comp[entries], valid, out=row[:, :K])  # padding: D = 0
+    Ux, Uy, Uz, r_row, e, a_row = rows[:6]
     r = np.where(valid, distances[entries], 2 * plan.r_cut)  # padding beyond r_c
-    np.divide(1.0, r, out=inv_r[:, :K])
-    c = 2.0 / plan.r_cut**2  # y = 2 r_jk²/r_c² − 1 = e_j + e_k − 2c D_j·D_k, e = c r² − ½
-    np.multiply(c * r, r, out=e[:, :K])
+    inv_r = np.divide(valid, r)  # padding: U = 0
+    for comp, row in zip(vectors.T, (Ux, Uy, Uz)):
+        np.multiply(comp[entries], inv_r, out=row[:, :K])
+    r_row[:, :K] = r
+    c = 2.0 / plan.r_cut**2  # y = 2 r_jk²/r_c² − 1 = e_j + e_k − 2c r_j r_k cos θ_jk
+    np.multiply(c * r, r, out=e[:, :K])  # e = c r² − ½
     e[:, :K] -= 0.5
     rows[:5, :, K:] = rows[:5, :, :K]
-    dot = np.multiply(Dx[:, None, :K], _cyclic_partner(Dx, shape), out=ws.get("cyc_dot", shape))
+    cos = np.multiply(Ux[:, None, :K], _cyclic_partner(Ux, shape), out=ws.get("cos_p", shape))
     tmp = ws.get("cyc_tmp", shape)
-    for row in (Dy, Dz):
-        dot += np.multiply(row[:, None, :K], _cyclic_partner(row, shape), out=tmp)
-    cos = np.multiply(dot, inv_r[:, None, :K], out=ws.get("cos_p", shape))
-    cos *= _cyclic_partner(inv_r, shape)
-    y = np.multiply(dot, -2.0 * c, out=ws.get("y_p", shape))
+    for row in (Uy, Uz):
+        cos += np.multiply(row[:, None, :K], _cyclic_partner(row, shape), out=tmp)
+    y = np.multiply((-2.0 * c) * r[:, None, :], _cyclic_partner(r_row, shape),
+                    out=ws.get("y_p", shape))
+    y *= cos
     y += e[:, None, :K]
     y += _cyclic_partner(e, shape)
     np.minimum(y, 1.0, out=y)  # clamp: r_jk ≥ r_c all look like r_c
