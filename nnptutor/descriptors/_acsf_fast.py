@@ -140,8 +140,12 @@ def cutoff_gaussian_polynomial(eta: float, r_cut: float):
 
 def _horner(coef, y, out):
     """out = Σ_n coef[n] y^n by Horner's rule, in place (no temporary arrays)."""
-    out.fill(coef[-1])
-    for c in coef[-2::-1]:
+    if len(coef) == 1:
+        out.fill(coef[0])
+        return out
+    np.multiply(y, coef[-1], out=out)  # the first step without filling out with coef[-1]
+    out += coef[-2]
+    for c in coef[-3::-1]:
         np.multiply(out, y, out=out)
         out += c
     return out
