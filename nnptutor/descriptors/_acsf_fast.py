@@ -392,23 +392,45 @@ def _cutoff_values(plan, distances):
     return np.where(distances <= plan.r_cut, 0.5 * (np.cos(x) + 1.0), 0.0)
 
 
-def _radial_rows(acsf, distances, fc):
+def _radial_rows(acsf, distances, fc, dfc=None):
     """The per-pair terms of :func:`~nnptutor.descriptors.acsf.radial_terms` (same
     expressions, same numbers), transposed: (n_rad, n_pairs), one contiguous row per
-    function, so that numpy's inner loops run over the pairs, not over the 8 functions."""
-    rows = np.empty((1 + len(acsf.g2) + len(acsf.g3), len(distances)))
+    function, so that numpy's inner loops run over the pairs, not over the 8 functions.
+    With ``dfc`` (f_c' per pair [Å⁻¹]) also their derivatives d/dr [Å⁻¹], from the same
+    exponentials and cosines (else None)."""
+    n_g2 = len(acsf.g2)
+    rows = np.empty((1 + n_g2 + len(acsf.g3), len(distances)))
+    drows = None if dfc is None else np.empty_like(rows)
     rows[0] = fc
-    for row, (eta, r_s) in zip(rows[1:], acsf.g2):
+    if dfc is not None:
+        drows[0] = dfc
+        shift = np.empty_like(distances)
+    for n, (eta, r_s) in enumerate(acsf.g2, start=1):
+        row = rows[n]
         np.subtract(distances, r_s, out=row)
+        if dfc is not None:
+            np.multiply(2 * eta, row, out=shift)  # 2η (r − r_s)
         np.multiply(row, row, out=row)
         row *= -eta
         np.exp(row, out=row)
+        if dfc is not None:  # gauss (f_c' − 2η (r − r_s) f_c)
+            shift *= fc
+            np.subtract(dfc, shift, out=drows[n])
+            drows[n] *= row
         row *= fc
-    for row, kappa in zip(rows[1 + len(acsf.g2):], acsf.g3):
+    for n, kappa in enumerate(acsf.g3, start=1 + n_g2):
+        row = rows[n]
         np.multiply(kappa, distances, out=row)
+        if dfc is not None:  # cos(κr) f_c' − κ sin(κr) f_c
+            sin = np.sin(row)
+            sin *= kappa
+            sin *= fc
         np.cos(row, out=row)
+        if dfc is not None:
+            np.multiply(row, dfc, out=drows[n])
+            drows[n] -= sin
         row *= fc
-    return rows
+    return rows, drows
 
 
 def _radial(acsf, plan, i, j, vectors, distances, species, values, entry):
@@ -420,13 +442,19 @@ def _radial(acsf, plan, i, j, vectors, distances, species, values, entry):
         n_keys = len(values) * plan.n_el
         key = i * plan.n_el + species[j]  # (centre, neighbour element)
         sums = np.empty((plan.n_rad, n_keys))
-        for out, row in zip(sums, _radial_rows(acsf, distances, fc)):
+        for out, row in zip(sums, _radial_rows(acsf, distances, fc)[0]):
             out[...] = np.bincount(key, weights=row, minlength=n_keys)
         values[:, : plan.ang0] = sums.T.reshape(len(values), plan.ang0)
         return fc, None
     fc, dfc = plan.cutoff(distances, plan.r_cut)
-    terms, dterms = radial_terms(distances, fc, dfc, acsf.g2, acsf.g3, entry is not None)
-    _radial_sums(plan, i, j, species, terms, values)
+    if plan.n_el == 1:  # rows (one per function, from the same exponentials), bincount
+        rows, drows = _radial_rows(acsf, distances, fc, dfc)
+        for n, row in enumerate(rows):
+            values[:, n] = np.bincount(i, weights=row, minlength=len(values))
+        dterms = np.ascontiguousarray(drows.T)  # (n_pairs, n_rad)
+    else:
+        terms, dterms = radial_terms(distances, fc, dfc, acsf.g2, acsf.g3, True)
+        _radial_sums(plan, i, j, species, terms, values)
     if entry is not None:
         s_j = species[j]
         unit = vectors / distances[:, None]  # (n_pairs, 3)
