@@ -423,3 +423,39 @@ def test_cyclic_blocks_equal_reference_for_odd_and_even_k(cutoff, vacancy):
     assert_columns_close(cyclic, ref, rtol=1e-12)
     assert_columns_close(cyclic, packed, rtol=1e-13)
     assert np.all(np.abs(cyclic[:, d.n_features - len(G4 + G5):]).max(axis=0) > 0)
+
+
+@pytest.mark.parametrize("cutoff", ["cosine", "tanh3"])
+def test_integer_zeta_derivatives_build_b_times_e_from_the_powers(cutoff):
+    """With every ζ an integer, the derivative path never forms the stack
+    E = (1 + λ cos θ)^(ζ−1): B ∘ E is made slot by slot from the powers of C
+    (:func:`_cutoff_power_stack`). Two η, ζ not ascending within a group, G4 and G5, two
+    elements: equal to the reference; the stack itself equal to its definition, in either
+    order of its slots."""
+    from nnptutor.descriptors import _acsf_fast as fast
+
+    kw = dict(g2=G2, g4=[(0.01, 16, 1), (0.01, 2, 1), (0.01, 1, -1), (0.01, 4, -1),
+                         (0.05, 2, -1), (0.05, 1, 1)], g5=[(0.02, 4, 1), (0.02, 1, -1)],
+              cutoff=cutoff)
+    atoms = nacl_cell()
+    v_ref, d_ref = ACSF(["Na", "Cl"], 4.5, method="reference", **kw).compute(
+        atoms, derivatives=True)
+    d = ACSF(["Na", "Cl"], 4.5, method="fast", **kw)
+    v_fast, d_fast = d.compute(atoms, derivatives=True)
+    assert_columns_close(v_fast, v_ref, rtol=1e-12)
+    assert_columns_close(d_fast.values.reshape(-1, d.n_features),
+                         d_ref.values.reshape(-1, d.n_features), rtol=1e-12, floor=1e-9)
+
+    plan, ws = fast._plan(d), fast.Workspace()
+    rng = np.random.default_rng(3)
+    cos = rng.uniform(-1, 1, (2, 5, 5))
+    B = rng.uniform(0, 1, (2, 5, 5))
+    chains = {}
+    C, E = fast._angular_stacks(plan, ws, cos, True, chains)
+    assert E is None and set(chains) == {-1, 1}
+    for zls in (np.arange(len(plan.zl)), np.arange(len(plan.zl))[::-1]):
+        out = np.empty((len(zls),) + cos.shape)
+        fast._cutoff_power_stack(plan, ws, chains, zls, B, out)
+        expected = [B * (1 + lam * cos) ** (zeta - 1) for zeta, lam in
+                    (plan.zl[z] for z in zls)]
+        np.testing.assert_allclose(out, expected, rtol=1e-13, atol=1e-15)

@@ -20,7 +20,9 @@ cheap, large operations. The tricks, in the order they appear below:
    zero, with zero slope, beyond the cutoff. (The tanh³ cutoff is not smooth in x at
    x = 0, so there B is evaluated directly.)
 4. **Integer ζ by repeated squaring.** (1 ± cos θ)^ζ for ζ = 1, 2, 4, 16 is a chain of
-   squarings shared by all parameters, into preallocated buffers.
+   squarings shared by all parameters, into preallocated buffers. The derivatives need
+   B ∘ (1 + λ cos θ)^(ζ−1): made from those powers right where it is used, one product
+   per ζ (B, b B, b² (b B), b¹² (b³ B)), not from a stack of (ζ − 1)-th powers.
 5. **Derivatives as matrix products.** d/dD_m of the sums above is D_m × (matrix ·
    vector) + (matrix · (vector ∘ D)), so the K×K matrices are reused and only the final
    products carry the 3 Cartesian components.
@@ -264,9 +266,12 @@ def _power_into(out, n, powers, ws, tag, remember=True):
         return
     if n == 0:
         out.fill(1.0)
-    elif n % 2 == 0:
+    elif n % 2 == 0 and (n // 2 in powers or not any(n - m in powers for m in powers)):
         half = _power(n // 2, powers, ws, tag)
         np.multiply(half, half, out=out)
+    elif n % 2 == 0:  # e.g. base**12 = base**8 · base**4 when those are known: one product
+        m = max(m for m in powers if n - m in powers)
+        np.multiply(powers[m], powers[n - m], out=out)
     else:
         m = max(e for e in powers if e < n)
         np.multiply(powers[m], _power(n - m, powers, ws, tag), out=out)
@@ -274,7 +279,7 @@ def _power_into(out, n, powers, ws, tag, remember=True):
         powers[n] = out
 
 
-def _angular_stacks(plan, ws, cos, derivatives):
+def _angular_stacks(plan, ws, cos, derivatives, chains=None):
     """C[z] = (1 + λ cos θ)^ζ and E[z] = (1 + λ cos θ)^(ζ−1) for every (ζ, λ) in plan.zl.
 
     Returns arrays of shape (n_zl, n_c, K, K) (E is None without derivatives); the
@@ -282,11 +287,18 @@ def _angular_stacks(plan, ws, cos, derivatives):
     applied by the caller to the much smaller products of E). Each power is written
     straight into its slot of the stack, a contiguous (n_c, K, K) array; all powers are
     shared between C and E.
+
+    ``chains``: a dict that receives {λ: {exponent: (1 + λ cos θ)^exponent}} (the powers
+    computed); with it, E is not formed (None), and :func:`_cutoff_power_stack` makes
+    B ∘ E from these powers where it is needed.
     """
     shape = (len(plan.zl),) + cos.shape
     C = ws.get("C", shape)
+    if chains is not None:
+        derivatives = False
+    else:
+        chains = {}  # λ -> {exponent: (1 + λ cos θ)^exponent}
     E = ws.get("E", shape) if derivatives else None
-    chains = {}  # λ -> {exponent: (1 + λ cos θ)^exponent}
     for z, (zeta, lam) in enumerate(plan.zl):
         tag = "+" if lam > 0 else "-"
         in_slot = False
@@ -313,6 +325,35 @@ def _angular_stacks(plan, ws, cos, derivatives):
             if derivatives:
                 np.power(powers[1], zeta - 1, out=E[z])
     return C, E
+
+
+def _cutoff_power_stack(plan, ws, chains, zls, B, out):
+    """out[n] = B ∘ (1 + λ cos θ)^(ζ−1) for (ζ, λ) = plan.zl[zls[n]], integer ζ.
+
+    Each slot is one product, from the previous slot of the same λ where there is one:
+    P_ζ = (1 + λ cos θ)^(ζ − ζ') P_ζ' (for ζ = 1, 2, 4, 16: B, b P_1, b² P_2, b¹² P_4, with
+    b¹² = b⁸ b⁴ from the powers of C). Made right before its one use, so that it is still
+    in the processor's cache there, instead of a stack E kept from the start of the block.
+
+    chains : {λ: {exponent: array}} from :func:`_angular_stacks`; B : (n_c, K, K);
+    out : (len(zls), n_c, K, K), returned.
+    """
+    last = {}  # λ -> (exponent, slot of out)
+    for n, z in enumerate(zls):
+        zeta, lam = plan.zl[z]
+        tag, powers, e = ("+" if lam > 0 else "-"), chains[lam], int(zeta) - 1
+        if lam in last and last[lam][0] <= e:
+            m, previous = last[lam]
+            if e == m:
+                np.copyto(out[n], previous)
+            else:
+                np.multiply(_power(e - m, powers, ws, tag), previous, out=out[n])
+        elif e == 0:
+            np.copyto(out[n], B)
+        else:
+            np.multiply(_power(e, powers, ws, tag), B, out=out[n])
+        last[lam] = (e, out[n])
+    return out
 
 
 @lru_cache(maxsize=64)
@@ -698,7 +739,8 @@ def _symmetric_matmul_t(M, Rt):
 def _angular_block(plan, ws, block, cs, fc, dfc, values, entry):
     if entry is None:
         return _angular_block_packed(plan, ws, block, cs, fc, dfc, values)
-    C, E = _angular_stacks(plan, ws, block.cos, True)  # (n_zl, n_c, K, K) each
+    chains = {} if all(float(z).is_integer() for z, _ in plan.zl) else None
+    C, E = _angular_stacks(plan, ws, block.cos, True, chains)  # (n_zl, n_c, K, K) each
     scales = _angular_scales(tuple(plan.zl))  # dC/dcos θ = scales × E
     onehot = (block.species[..., None] == np.arange(plan.n_el)).astype(float)  # (n_c, K, S)
     B_cache = {}
@@ -706,12 +748,15 @@ def _angular_block(plan, ws, block, cs, fc, dfc, values, entry):
         a, da = _pair_weights(plan, block.r, fc, dfc, eta, block.entries, block.valid)
         A = a[..., None] * onehot  # (n_c, K, S): a_j for neighbours of each element
         B, B_hat = _group_matrices(plan, ws, block, kind, eta, True, B_cache)
+        if chains is None:  # P = B ∘ E from the stack E
+            make_P = lambda out, zls=zls, B=B: np.multiply(_select(E, zls), B, out=out)  # noqa: E731
+        else:  # integer ζ: B ∘ E straight from the powers of C
+            make_P = lambda out, zls=zls, B=B: _cutoff_power_stack(plan, ws, chains, zls, B, out)  # noqa: E731
         _angular_block_derivatives(plan, ws, block, cs, A, a, da, B, B_hat, _select(C, zls),
-                                   _select(E, zls), scales[zls], members, norms, onehot,
-                                   values, entry)
+                                   make_P, scales[zls], members, norms, onehot, values, entry)
 
 
-def _angular_block_derivatives(plan, ws, block, cs, A, a, da, B, B_hat, C, E, scales,
+def _angular_block_derivatives(plan, ws, block, cs, A, a, da, B, B_hat, C, make_P, scales,
                                members, norms, onehot, values, entry):
     """Features and dG/dD_m for every neighbour m of every centre in the block (trick 5).
 
@@ -746,7 +791,7 @@ def _angular_block_derivatives(plan, ws, block, cs, A, a, da, B, B_hat, C, E, sc
         half = 0.5 if sa == sb else 1.0
         columns = plan.ang0 + pb * plan.n_ang + members
         values[np.ix_(cs, columns)] = G[:, :, sa, sb] * (half * norms)
-    P = np.multiply(E, B, out=M)  # M is no longer needed; P / (ζ λ)
+    P = make_P(M)  # B ∘ E = P / (ζ λ), into M (no longer needed)
     Vt = _symmetric_matmul_t(P, AUt).reshape(n_z, n_c, S, 3, K)
     Vt *= scales[:, None, None, None, None]  # ζ λ: exact for the usual ζ = 2^n, λ = ±1
     Dt = Dt[None, :, None]  # (1, n_c, 1, 3, K)
