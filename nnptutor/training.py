@@ -170,7 +170,7 @@ def featurize(descriptor, images: Sequence[Atoms], derivatives: bool = True,
     -------
     FeaturizedSet
     """
-    from nnptutor._featurize import WorkerError, compact_chunk
+    from nnptutor._featurize import WorkerError
     from nnptutor.structures import check_atoms
 
     if derivative_dtype not in _DTYPES:
@@ -219,7 +219,7 @@ def featurize(descriptor, images: Sequence[Atoms], derivatives: bool = True,
     def collect(use_processes):
         out = []
         with _chunk_results(descriptor, chunks, derivatives, derivative_dtype, n_jobs,
-                            use_processes, compact_chunk) as results, \
+                            use_processes) as results, \
                 _progress(len(images), progress) as bar:
             for rows in results:  # in order
                 out += rows
@@ -268,9 +268,11 @@ def _round_trips(descriptor) -> bool:
 
 @contextlib.contextmanager
 def _chunk_results(descriptor, chunks, derivatives, derivative_dtype, n_jobs,
-                   use_processes, compact_chunk):
+                   use_processes):
     """Yield an iterator over the compact rows of every chunk, in order."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from nnptutor._featurize import compact_chunk
 
     from threadpoolctl import threadpool_limits
 

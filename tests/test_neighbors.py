@@ -4,7 +4,7 @@ from ase import Atoms
 from ase.build import bulk, fcc111, molecule
 from ase.neighborlist import neighbor_list
 
-from nnptutor.neighbors import neighbor_pairs
+from nnptutor.neighbors import neighbor_pairs, pair_order
 
 
 def _key(i, j, S):
@@ -41,3 +41,12 @@ def test_overlapping_atoms_rejected():
 def test_nonpositive_cutoff_rejected():
     with pytest.raises(ValueError, match="r_cut must be positive"):
         neighbor_pairs(molecule("H2O"), 0.0)
+
+
+def test_pair_order_is_lexsort_order():
+    rng = np.random.default_rng(0)
+    i = rng.integers(0, 7, 200)
+    j = rng.integers(0, 7, 200)  # repeated (i, j): periodic images keep their order
+    assert np.array_equal(pair_order(i, j, 7), np.lexsort((j, i)))
+    s = np.lexsort((j, i))
+    assert pair_order(i[s], j[s], 7) is None  # sorted already: nothing to gather

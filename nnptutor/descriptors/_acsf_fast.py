@@ -618,16 +618,7 @@ def _packed_features(plan, ws, block, cs, fc, dfc, values, cos, B_cache):
                     X[:, pb] += Aj[:, sb] * Ak[:, sa]
         if kind == "G4":
             X *= B_cache[eta][:, None]
-        Cz = _select(C, zls)  # (n_z, n_c, n_triangle)
-        # G[c, z, pb] = Σ_t C[z, c, t] X[c, pb, t]: one (n_z × n_t)(n_t × n_pb) product per
-        # centre (per centre and ζ, as before, was twice the calls for small molecules)
-        G = np.matmul(Cz.transpose(1, 0, 2), X.transpose(0, 2, 1))  # (n_c, n_z, n_pb)
-        G = G.transpose(0, 2, 1) * norms  # (n_c, n_pb, n_z)
-        columns = (plan.ang0 + np.arange(n_pb)[:, None] * plan.n_ang + members).ravel()
-        if np.array_equal(columns, np.arange(columns[0], columns[0] + len(columns))):
-            values[cs, columns[0]:columns[0] + len(columns)] = G.reshape(n_c, -1)  # a slice
-        else:
-            values[np.ix_(cs, columns)] = G.reshape(n_c, -1)
+        _contract(plan, values, cs, _select(C, zls), X, members, norms)
 
 
 def _cyclic_partner(row, shape):

@@ -45,7 +45,7 @@ from ase.data import atomic_numbers
 
 from nnptutor.cutoffs import CUTOFFS, get_cutoff
 from nnptutor.descriptors.base import Descriptor, SparseDerivatives, register
-from nnptutor.neighbors import neighbor_pairs
+from nnptutor.neighbors import neighbor_pairs, pair_order
 from nnptutor.structures import MIN_DISTANCE, normalize_elements
 
 METHODS = ("fast", "reference")
@@ -712,9 +712,8 @@ def batched_pairs(images, r_cut, elements, progress=False):
     j = np.concatenate([p[1] for p in parts])
     vectors = np.concatenate([p[2] for p in parts])
     distances = np.concatenate([p[3] for p in parts])
-    key = i * offsets[-1] + j
-    if np.any(key[1:] < key[:-1]):  # already sorted when all images are molecules, or all
-        order = np.lexsort((j, i))  # periodic: then the gathers below are not needed
+    order = pair_order(i, j, offsets[-1])  # None when all images are molecules, or all periodic
+    if order is not None:
         i, j, vectors, distances = i[order], j[order], vectors[order], distances[order]
     return i, j, vectors, distances, numbers, offsets
 
@@ -722,9 +721,8 @@ def batched_pairs(images, r_cut, elements, progress=False):
 def _molecule_pairs(positions, r_cut):
     """(i, j) of :func:`~nnptutor.neighbors.neighbor_pairs` for one non-periodic point set.
 
-    The same vesin call and the same ``d <= r_cut`` convention, without the shifts, vectors
-    and ``lexsort`` that a batch of molecules does not need (vesin returns them sorted
-    already; a stable argsort of one key if not): 1000 ethanol in 6 ms instead of 11.
+    The same vesin call and the same ``d <= r_cut`` convention, without the shifts and vectors
+    that a batch of molecules does not need: 1000 ethanol in 6 ms instead of 11.
     """
     from vesin import NeighborList
 
@@ -733,11 +731,8 @@ def _molecule_pairs(positions, r_cut):
     keep = np.asarray(d) <= r_cut
     i = np.asarray(i, dtype=np.int64)[keep]
     j = np.asarray(j, dtype=np.int64)[keep]
-    key = i * len(positions) + j
-    if np.any(key[1:] < key[:-1]):
-        order = np.argsort(key, kind="stable")
-        i, j = i[order], j[order]
-    return i, j
+    order = pair_order(i, j, len(positions))
+    return (i, j) if order is None else (i[order], j[order])
 
 
 def _check_images(images, elements, positions, numbers, molecule, sizes):
