@@ -143,7 +143,7 @@ def main():
 
     # ---- features + derivatives at 108 atoms
     atoms = cu(3)
-    t_der, t_feat = paired(lambda: acsf.compute(atoms, derivatives=True),
+    t_der, t_feat = paired(lambda: acsf.compute_with_derivatives(atoms),
                            lambda: acsf.compute(atoms), 4 * repeats)
     t_num = median_time(lambda: d_cu.derivatives(atoms, method="numerical", attach=True), 1)
     row("features+derivatives vs numerical", len(atoms), t_der, t_num)
@@ -176,9 +176,9 @@ def main():
 
     # ---- peak memory with derivatives at the largest size
     atoms = cu(sizes[-1])
-    elapsed = median_time(lambda: acsf.compute(atoms, derivatives=True), 1)
+    elapsed = median_time(lambda: acsf.compute_with_derivatives(atoms), 1)
     tracemalloc.start()
-    _, derivs = acsf.compute(atoms, derivatives=True)
+    _, derivs = acsf.compute_with_derivatives(atoms)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     print(f"derivatives at {len(atoms)} atoms: {elapsed:.2f} s, peak {peak / 1e9:.2f} GB "
@@ -233,7 +233,7 @@ def bench_targets(repeats=11):
                           lambda: d3.create(images, n_jobs=1), repeats)
     row("features, 1000 ethanol (batch)", len(images) * 9, ours, theirs)
     atoms = cu(3)
-    t_der, t_feat = paired(lambda: acsf.compute(atoms, derivatives=True),
+    t_der, t_feat = paired(lambda: acsf.compute_with_derivatives(atoms),
                            lambda: acsf.compute(atoms), 2 * repeats - 1)
     print(f"108 atoms: derivatives {t_der * 1e3:.1f} ms, features {t_feat * 1e3:.1f} ms, "
           f"ratio {t_der / t_feat:.2f} (medians of {2 * repeats - 1} interleaved)")

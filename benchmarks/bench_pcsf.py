@@ -80,10 +80,10 @@ def main():
     for n in (2, 3, 4) if args.quick else (2, 3, 4, 5, 6):
         atoms = cu(n)
         n_pairs = len(pcsf.pairs(atoms))
-        _, d_a = acsf.compute(atoms, derivatives=True)
-        _, d_p = pcsf.compute(atoms, derivatives=True)
-        t_a, t_p = paired(lambda: acsf.compute(atoms, derivatives=True),
-                          lambda: pcsf.compute(atoms, derivatives=True),
+        _, d_a = acsf.compute_with_derivatives(atoms)
+        _, d_p = pcsf.compute_with_derivatives(atoms)
+        t_a, t_p = paired(lambda: acsf.compute_with_derivatives(atoms),
+                          lambda: pcsf.compute_with_derivatives(atoms),
                           repeats if len(atoms) <= 300 else 3)
         print(f"{'features+derivatives':<22} {len(atoms):>7} {n_pairs:>8} "
               f"{n_pairs / len(atoms):>10.1f} {t_a * 1e3:>10.1f} {t_p * 1e3:>13.1f} "
@@ -138,7 +138,7 @@ def accuracy(budget_s, n_train=40, n_val=10, hidden=(32, 32)):
     for name, pot in models.items():
         history = nt.train(pot, train, val, max_time_s=budget_s, progress=False, seed=0)
         best = history.best
-        centres = np.mean([len(pot.descriptor.centre_types(a)) for a in val])
+        centres = np.mean([len(pot.descriptor.center_types(a)) for a in val])
         print(f"{name:<26} {centres:>17.0f} {pot.model.n_parameters:>10} {len(history):>6} "
               f"{best['val_energy_rmse_meV_per_atom']:>16.2f} {best['val_force_rmse']:>12.3f}")
 

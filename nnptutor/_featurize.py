@@ -47,7 +47,7 @@ def compact_chunk(descriptor, images, derivatives: bool, derivative_dtype: str) 
     Returns
     -------
     list of tuple
-        Per structure: values (n_centres, n_features) float64, types (n_centres,) int64,
+        Per structure: values (n_centers, n_features) float64, types (n_centers,) int64,
         and if ``derivatives`` center, neighbor (n_pairs,) int32 and derivatives
         (n_pairs, 3, n_features) in ``derivative_dtype`` [feature unit/Å], else three None.
     """
@@ -57,7 +57,7 @@ def compact_chunk(descriptor, images, derivatives: bool, derivative_dtype: str) 
     for atoms, out in zip(images, descriptor.compute_many(images, derivatives, progress=False)):
         v, d = out if derivatives else (out, None)
         rows.append((np.asarray(v, dtype=np.float64),
-                     np.asarray(descriptor.centre_types(atoms), dtype=np.int64),
+                     np.asarray(descriptor.center_types(atoms), dtype=np.int64),
                      None if d is None else d.center.astype(np.int32),
                      None if d is None else d.neighbor.astype(np.int32),
                      None if d is None else d.values.astype(derivative_dtype)))

@@ -91,11 +91,11 @@ def finite_difference_derivatives(descriptor, atoms: Atoms, atom: int, h: float 
 
 
 def analytic_column(derivatives, atom: int) -> np.ndarray:
-    """dG[:, f]/dR[atom, a] from SparseDerivatives, shape (n_centres, 3, n_features).
+    """dG[:, f]/dR[atom, a] from SparseDerivatives, shape (n_centers, 3, n_features).
 
-    n_centres is n_atoms for atom-centred descriptors, n_pairs for PairACSF.
+    n_centers is n_atoms for atom-centred descriptors, n_pairs for PairACSF.
     """
-    out = np.zeros((derivatives.n_centres, 3, derivatives.n_features))
+    out = np.zeros((derivatives.n_centers, 3, derivatives.n_features))
     mask = derivatives.neighbor == atom
     np.add.at(out, derivatives.center[mask], derivatives.values[mask])
     return out
@@ -107,7 +107,7 @@ def check_derivatives(descriptor, atoms: Atoms, atoms_to_check=None, h: float = 
     Parameters
     ----------
     descriptor : Descriptor
-        With ``compute(atoms, derivatives=True) -> (values, SparseDerivatives)``.
+        With ``compute_with_derivatives(atoms) -> (values, SparseDerivatives)``.
     atoms : ase.Atoms
     atoms_to_check : sequence of int, optional
         Atoms whose positions are displaced (default: up to 3 atoms spread over the structure).
@@ -120,7 +120,7 @@ def check_derivatives(descriptor, atoms: Atoms, atoms_to_check=None, h: float = 
         ``max_abs_error`` [feature unit/Å], ``max_relative_error`` (error / largest
         derivative), ``max_abs_derivative`` (the not-trivially-small guard).
     """
-    _, derivatives = descriptor.compute(atoms, derivatives=True)
+    _, derivatives = descriptor.compute_with_derivatives(atoms)
     if atoms_to_check is None:
         atoms_to_check = sorted(set(np.linspace(0, len(atoms) - 1, 3).astype(int).tolist()))
     err, scale = 0.0, 0.0

@@ -250,13 +250,13 @@ class Committee:
             if forces and len(group) > 1:
                 # sparse dG/dR once, then a cheap contraction per member (a descriptor's own
                 # vjp may redo work on every call, which M members would pay M times)
-                values, derivatives = descriptor.compute(atoms, derivatives=True)
+                values, derivatives = descriptor.compute_with_derivatives(atoms)
                 vjp = derivatives.vjp
             elif forces:
                 values, vjp = descriptor.compute_with_vjp(atoms)
             else:
                 values = descriptor.compute(atoms)
-            types_np = np.asarray(descriptor.centre_types(atoms), dtype=np.int64)
+            types_np = np.asarray(descriptor.center_types(atoms), dtype=np.int64)
             for m in group:
                 out = _member_prediction(self.members[m], atoms, values, types_np,
                                          vjp if forces else None)

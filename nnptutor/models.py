@@ -141,7 +141,7 @@ class AtomicModel(nn.Module):
     def _check_input(self, features: torch.Tensor, types: torch.Tensor):
         if features.ndim != 2 or features.shape[1] != self.n_features:
             raise ValueError(
-                f"features must have shape (n_centres, {self.n_features}), "
+                f"features must have shape (n_centers, {self.n_features}), "
                 f"got {tuple(features.shape)}"
             )
         if types.shape != features.shape[:1]:
@@ -183,14 +183,14 @@ class BPNN(AtomicModel):
 
         Parameters
         ----------
-        features : Tensor, shape (n_centres, n_features)
+        features : Tensor, shape (n_centers, n_features)
             Scaled features.
-        types : Tensor of int, shape (n_centres,)
+        types : Tensor of int, shape (n_centers,)
             Index into ``type_labels`` of every centre.
 
         Returns
         -------
-        Tensor, shape (n_centres,)
+        Tensor, shape (n_centers,)
             Centre energies [eV] (before reference energies are added).
         """
         self._check_input(features, types)
@@ -198,7 +198,7 @@ class BPNN(AtomicModel):
             return self.networks[self.type_labels[0]](features).squeeze(1)
         energies = features.new_zeros(features.shape[0])
         for t, label in enumerate(self.type_labels):
-            index = torch.nonzero(types == t).squeeze(1)  # (n_centres_of_type,)
+            index = torch.nonzero(types == t).squeeze(1)  # (n_centers_of_type,)
             if index.numel():
                 out = self.networks[label](features[index]).squeeze(1)
                 energies = energies.index_put((index,), out)
@@ -220,8 +220,8 @@ class SingleNN(AtomicModel):
     def forward(self, features: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
         """Energy of every centre; arguments and return value as in :meth:`BPNN.forward`."""
         self._check_input(features, types)
-        out = self.network(features)  # (n_centres, n_types)
-        return out.gather(1, types.long().unsqueeze(1)).squeeze(1)  # (n_centres,)
+        out = self.network(features)  # (n_centers, n_types)
+        return out.gather(1, types.long().unsqueeze(1)).squeeze(1)  # (n_centers,)
 
 
 #: model class name -> class; model files may only name these

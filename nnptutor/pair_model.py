@@ -12,7 +12,7 @@ F_k = −Σ_p Σ_f ∂E/∂G_pf · ∂G_pf/∂R_k.
 
 Continuity: the potential subtracts E_pair(G_cut), the network's energy for a pair at
 R_AB = r_c (:meth:`PairACSF.features_at_cutoff`), so a pair crossing the cutoff adds or
-removes no energy (:func:`nnptutor.potential.scaled_centre_energies`).
+removes no energy (:func:`nnptutor.potential.scaled_center_energies`).
 
 Taught in notebooks/08_pair_symmetry_functions.ipynb.
 """

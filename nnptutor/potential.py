@@ -36,7 +36,7 @@ FORMAT = "nnptutor-potential"
 FORMAT_VERSION = 1
 
 
-def scaled_centre_energies(model, shift, scale, features, types):
+def scaled_center_energies(model, shift, scale, features, types):
     """Centre energies of features scaled per type: ``model((G − μ[t]) / σ[t], t)``.
 
     Parameters
@@ -44,13 +44,13 @@ def scaled_centre_energies(model, shift, scale, features, types):
     model : AtomicModel
     shift, scale : Tensor, shape (n_types, n_features)
         μ and σ per type [feature units].
-    features : Tensor, shape (n_centres, n_features)
+    features : Tensor, shape (n_centers, n_features)
         Raw features (gradients with respect to these are what the chain rule needs).
-    types : Tensor of int, shape (n_centres,)
+    types : Tensor of int, shape (n_centers,)
 
     Returns
     -------
-    Tensor, shape (n_centres,)
+    Tensor, shape (n_centers,)
         [eV], without reference energies.
 
     Notes
@@ -62,7 +62,7 @@ def scaled_centre_energies(model, shift, scale, features, types):
     energies = model((features - shift[types]) / scale[types], types)
     null = getattr(model, "vanishing_features", None)
     if null is not None:
-        null = null.to(features.dtype).expand(len(types), -1)  # (n_centres, n_features)
+        null = null.to(features.dtype).expand(len(types), -1)  # (n_centers, n_features)
         energies = energies - model((null - shift[types]) / scale[types], types)
     return energies
 
@@ -110,7 +110,7 @@ class Potential:
         self.feature_shift = torch.zeros(shape, dtype=torch.float64)
         self.feature_scale = torch.ones(shape, dtype=torch.float64)
         self.feature_range = None
-        # derived from the descriptor, never saved: see scaled_centre_energies
+        # derived from the descriptor, never saved: see scaled_center_energies
         at_cutoff = descriptor.features_at_cutoff()
         model.vanishing_features = None if at_cutoff is None else torch.as_tensor(
             at_cutoff, dtype=torch.float64)
@@ -145,9 +145,9 @@ class Potential:
 
         Parameters
         ----------
-        values : ndarray, shape (n_centres_total, n_features)
+        values : ndarray, shape (n_centers_total, n_features)
             Features of every training centre.
-        types : ndarray of int, shape (n_centres_total,)
+        types : ndarray of int, shape (n_centers_total,)
         """
         values = np.asarray(values, dtype=np.float64)
         for t in range(self.model.n_types):
@@ -165,16 +165,16 @@ class Potential:
         self.feature_range = FeatureRange.fit(values_list, types_list, self.model.n_types)
 
     # --- prediction --------------------------------------------------------------------
-    def centre_energies(self, features: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
-        """Network energy of every centre, shape (n_centres,) [eV] (no reference energies)."""
-        return scaled_centre_energies(self.model, self.feature_shift, self.feature_scale,
+    def center_energies(self, features: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+        """Network energy of every centre, shape (n_centers,) [eV] (no reference energies)."""
+        return scaled_center_energies(self.model, self.feature_shift, self.feature_scale,
                                       features, types)
 
-    def _centre_atoms(self, atoms: Atoms, n_centres: int):
-        """Atoms of each centre, shape (n_centres, k) (:meth:`Descriptor.centre_atoms`)."""
-        members = np.asarray(self.descriptor.centre_atoms(atoms))
-        if len(members) != n_centres:
-            raise RuntimeError(f"descriptor gave {len(members)} centre memberships for {n_centres} centres")
+    def _center_atoms(self, atoms: Atoms, n_centers: int):
+        """Atoms of each centre, shape (n_centers, k) (:meth:`Descriptor.center_atoms`)."""
+        members = np.asarray(self.descriptor.center_atoms(atoms))
+        if len(members) != n_centers:
+            raise RuntimeError(f"descriptor gave {len(members)} centre memberships for {n_centers} centres")
         return members
 
     def predict(self, atoms: Atoms, forces: bool = True, warn: bool = True) -> dict:
@@ -201,7 +201,7 @@ class Potential:
             values, vjp = self.descriptor.compute_with_vjp(atoms)
         else:
             values, vjp = self.descriptor.compute(atoms), None
-        types = self.descriptor.centre_types(atoms)
+        types = self.descriptor.center_types(atoms)
         return self.predict_from_features(atoms, values, types, vjp, warn=warn)
 
     def predict_from_features(self, atoms: Atoms, values, types, vjp=None, warn: bool = True) -> dict:
@@ -210,10 +210,10 @@ class Potential:
         Parameters
         ----------
         atoms : ase.Atoms
-        values : ndarray, shape (n_centres, n_features)
+        values : ndarray, shape (n_centers, n_features)
             ``descriptor.compute(atoms)``.
-        types : ndarray of int, shape (n_centres,)
-            ``descriptor.centre_types(atoms)``.
+        types : ndarray of int, shape (n_centers,)
+            ``descriptor.center_types(atoms)``.
         vjp : callable, optional
             From ``descriptor.compute_with_vjp(atoms)``: dE/dG -> dE/dR. Without it, no forces.
         warn : bool
@@ -227,19 +227,19 @@ class Potential:
         x = torch.from_numpy(np.asarray(values)).to(self.model.dtype).requires_grad_(forces)
         types_t = torch.from_numpy(np.asarray(types, dtype=np.int64))
         with torch.enable_grad() if forces else torch.no_grad():
-            e_centres = self.centre_energies(x, types_t)  # (n_centres,)
-            total = e_centres.sum()
+            e_centers = self.center_energies(x, types_t)  # (n_centers,)
+            total = e_centers.sum()
             grad = torch.autograd.grad(total, x)[0].to(torch.float64).numpy() if forces else None
         ref = np.array([self.reference_energies[e] for e in self.descriptor.elements])
         ref_atoms = ref[self.descriptor.element_indices(atoms.numbers)]  # (n_atoms,)
         result = {"energy": float(total.detach()) + float(ref_atoms.sum())}
 
-        e_centres = e_centres.detach().to(torch.float64).numpy()
-        members = self._centre_atoms(atoms, len(e_centres))  # (n_centres, k)
+        e_centers = e_centers.detach().to(torch.float64).numpy()
+        members = self._center_atoms(atoms, len(e_centers))  # (n_centers, k)
         if members.shape[1] == 1 and (members[:, 0] == np.arange(len(atoms))).all():
-            result["energies"] = ref_atoms + e_centres  # atom-centred: centre k is atom k
+            result["energies"] = ref_atoms + e_centers  # atom-centred: centre k is atom k
         else:  # split each centre's energy equally between its atoms
-            share = np.repeat(e_centres / members.shape[1], members.shape[1])
+            share = np.repeat(e_centers / members.shape[1], members.shape[1])
             result["energies"] = ref_atoms + np.bincount(members.ravel(), share, len(atoms))
         if forces:
             result["forces"] = -np.asarray(vjp(grad))

@@ -34,7 +34,7 @@ import torch
 from ase import Atoms
 from ase.data import atomic_numbers
 
-from nnptutor.potential import Potential, scaled_centre_energies
+from nnptutor.potential import Potential, scaled_center_energies
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -52,8 +52,8 @@ class FeaturizedSet:
     Attributes
     ----------
     descriptor : Descriptor
-    values : list of ndarray, shape (n_centres, n_features), float64
-    types : list of ndarray of int, shape (n_centres,)
+    values : list of ndarray, shape (n_centers, n_features), float64
+    types : list of ndarray of int, shape (n_centers,)
     center, neighbor : list of ndarray of int32, shape (n_pairs,)
         Sparse derivative indices (None if featurised without derivatives).
     derivatives : list of ndarray, shape (n_pairs, 3, n_features)
@@ -353,19 +353,19 @@ class _Batch:
             data = _Tensors(data[list(index)], dtype, forces)
             index = range(len(data.values))
         index = list(index)
-        n_centres = [len(data.types[k]) for k in index]
+        n_centers = [len(data.types[k]) for k in index]
         n_atoms = data.n_atoms[index]
         self.n_structures = len(index)
         self.x = torch.cat([data.values[k] for k in index])
         self.types = torch.cat([data.types[k] for k in index])
-        self.structure = torch.repeat_interleave(torch.arange(len(index)), torch.tensor(n_centres))
+        self.structure = torch.repeat_interleave(torch.arange(len(index)), torch.tensor(n_centers))
         self.n_atoms = torch.from_numpy(n_atoms).to(dtype)
         self.energy = torch.from_numpy(data.energies[index]).to(dtype)  # reference removed later
         self.forces = None
         if forces:
-            centre_offset = np.concatenate([[0], np.cumsum(n_centres)[:-1]])
+            center_offset = np.concatenate([[0], np.cumsum(n_centers)[:-1]])
             atom_offset = np.concatenate([[0], np.cumsum(n_atoms)[:-1]])
-            self.center = torch.cat([data.center[k] + int(o) for k, o in zip(index, centre_offset)])
+            self.center = torch.cat([data.center[k] + int(o) for k, o in zip(index, center_offset)])
             self.neighbor = torch.cat([data.neighbor[k] + int(o) for k, o in zip(index, atom_offset)])
             self.dG = torch.cat([data.derivatives[k] for k in index])
             self.forces = torch.cat([data.forces[k] for k in index])
@@ -375,12 +375,12 @@ class _Batch:
 def _errors(model, shift, scale, batch: _Batch, energy_offset, forces: bool, create_graph: bool):
     """Per-atom energy errors (n_structures,) [eV/atom] and force errors (n_atoms, 3) [eV/Å]."""
     x = batch.x.requires_grad_(forces) if forces else batch.x
-    e_centres = scaled_centre_energies(model, shift, scale, x, batch.types)  # (n_centres,)
-    energy = e_centres.new_zeros(batch.n_structures).index_add(0, batch.structure, e_centres)
+    e_centers = scaled_center_energies(model, shift, scale, x, batch.types)  # (n_centers,)
+    energy = e_centers.new_zeros(batch.n_structures).index_add(0, batch.structure, e_centers)
     e_err = (energy - (batch.energy - energy_offset)) / batch.n_atoms  # (n_structures,)
     if not forces:
         return e_err, None
-    (dE_dG,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)  # (n_centres, F)
+    (dE_dG,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)  # (n_centers, F)
     # index_select, not dE_dG[center]: its backward is a scatter-add, not a slow index_put
     per_pair = torch.einsum("paf,pf->pa", batch.dG, dE_dG.index_select(0, batch.center))  # (n_pairs, 3)
     dE_dR = per_pair.new_zeros(batch.n_atoms_total, 3).index_add(0, batch.neighbor, per_pair)

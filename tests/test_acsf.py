@@ -139,8 +139,8 @@ def test_default_radial_basis_follows_a_smooth_density():
 def test_fast_equals_reference(case, cutoff):
     build, elements, _ = CASES[case]
     atoms = build()
-    v_ref, d_ref = make(elements, "reference", cutoff).compute(atoms, derivatives=True)
-    v_fast, d_fast = make(elements, "fast", cutoff).compute(atoms, derivatives=True)
+    v_ref, d_ref = make(elements, "reference", cutoff).compute_with_derivatives(atoms)
+    v_fast, d_fast = make(elements, "fast", cutoff).compute_with_derivatives(atoms)
     assert_columns_close(v_fast, v_ref, rtol=1e-12)
     np.testing.assert_array_equal(d_fast.center, d_ref.center)
     np.testing.assert_array_equal(d_fast.neighbor, d_ref.neighbor)
@@ -186,7 +186,7 @@ def test_derivatives_fold_periodic_images_of_the_same_atom(method):
     atoms = bulk("Cu", "fcc", a=3.61).repeat((2, 1, 1))
     atoms.rattle(0.05, seed=5)
     d = make(["Cu"], method)
-    _, derivs = d.compute(atoms, derivatives=True)
+    _, derivs = d.compute_with_derivatives(atoms)
     assert derivs.n_pairs == 4  # (0,0), (0,1), (1,0), (1,1): images folded
     # translating everything changes nothing: the derivatives of each centre sum to zero
     sums = np.zeros((2, 3, d.n_features))
@@ -200,7 +200,7 @@ def test_derivatives_fold_periodic_images_of_the_same_atom(method):
 def test_sparse_derivatives_scale_with_neighbours_not_atoms_squared():
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((3, 3, 3))  # 108 atoms
     d = ACSF(["Cu"], 3.0, g2=G2, g4=G4)  # 12 neighbours each
-    _, derivs = d.compute(atoms, derivatives=True)
+    _, derivs = d.compute_with_derivatives(atoms)
     assert derivs.n_pairs == 108 * 13
     assert derivs.values.shape == (108 * 13, 3, d.n_features)
 
@@ -210,7 +210,7 @@ def test_vjp_equals_sparse_derivatives_vjp():
     rng = np.random.default_rng(0)
     for method in METHODS:
         d = make(["Na", "Cl"], method)
-        values, derivs = d.compute(atoms, derivatives=True)
+        values, derivs = d.compute_with_derivatives(atoms)
         values2, vjp = d.compute_with_vjp(atoms)
         np.testing.assert_allclose(values2, values, rtol=0, atol=1e-13)
         dE_dG = rng.normal(size=values.shape)
@@ -228,7 +228,7 @@ def test_compute_many_equals_compute_one_by_one():
     batch = d.compute_many(images, derivatives=True, progress=False)
     assert len(batch) == len(images)
     for atoms, (values, derivs) in zip(images, batch):
-        v1, d1 = d.compute(atoms, derivatives=True)
+        v1, d1 = d.compute_with_derivatives(atoms)
         np.testing.assert_allclose(values, v1, rtol=0, atol=1e-12 * np.abs(v1).max())
         assert derivs.n_atoms == len(atoms)
         np.testing.assert_array_equal(derivs.center, d1.center)
@@ -305,8 +305,8 @@ def test_collinear_triplet_with_non_integer_zeta_is_finite():
     u /= np.linalg.norm(u)
     atoms = Atoms("Cu3", positions=[[0, 0, 0], 2.7214883401940817 * u, -2.5253543224757258 * u])
     params = dict(g2=[(1.0, 0.0)], g4=[(0.01, 1.5, 1), (0.01, 2.5, -1)])
-    fast = ACSF(["Cu"], 6.0, method="fast", **params).compute(atoms, derivatives=True)
-    ref = ACSF(["Cu"], 6.0, method="reference", **params).compute(atoms, derivatives=True)
+    fast = ACSF(["Cu"], 6.0, method="fast", **params).compute_with_derivatives(atoms)
+    ref = ACSF(["Cu"], 6.0, method="reference", **params).compute_with_derivatives(atoms)
     assert np.isfinite(fast[0]).all() and np.isfinite(fast[1].values).all()
     np.testing.assert_allclose(fast[0], ref[0], rtol=1e-12, atol=1e-14)
 
@@ -438,10 +438,9 @@ def test_integer_zeta_derivatives_build_b_times_e_from_the_powers(cutoff):
                          (0.05, 2, -1), (0.05, 1, 1)], g5=[(0.02, 4, 1), (0.02, 1, -1)],
               cutoff=cutoff)
     atoms = nacl_cell()
-    v_ref, d_ref = ACSF(["Na", "Cl"], 4.5, method="reference", **kw).compute(
-        atoms, derivatives=True)
+    v_ref, d_ref = ACSF(["Na", "Cl"], 4.5, method="reference", **kw).compute_with_derivatives(atoms)
     d = ACSF(["Na", "Cl"], 4.5, method="fast", **kw)
-    v_fast, d_fast = d.compute(atoms, derivatives=True)
+    v_fast, d_fast = d.compute_with_derivatives(atoms)
     assert_columns_close(v_fast, v_ref, rtol=1e-12)
     assert_columns_close(d_fast.values.reshape(-1, d.n_features),
                          d_ref.values.reshape(-1, d.n_features), rtol=1e-12, floor=1e-9)

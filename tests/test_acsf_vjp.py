@@ -23,7 +23,7 @@ CASES = {"periodic NaCl": (nacl_cell, ["Na", "Cl"]), "ethanol": (ethanol, ["H", 
 
 def check_vjp(d, atoms, seed=0):
     """Largest |vjp − SparseDerivatives.vjp| relative to the largest |dE/dR|."""
-    values, derivs = d.compute(atoms, derivatives=True)
+    values, derivs = d.compute_with_derivatives(atoms)
     values2, vjp = d.compute_with_vjp(atoms)
     np.testing.assert_allclose(values2, values, rtol=0, atol=1e-13 * np.abs(values).max())
     dE_dG = np.random.default_rng(seed).normal(size=values.shape)
@@ -75,7 +75,7 @@ def test_vjp_non_integer_and_large_zeta():
 def test_vjp_called_twice_gives_independent_answers():
     d = ACSF(["Na", "Cl"], 4.5, g2=G2, g4=G4, g5=G5)
     atoms = nacl_cell()
-    values, derivs = d.compute(atoms, derivatives=True)
+    values, derivs = d.compute_with_derivatives(atoms)
     _, vjp = d.compute_with_vjp(atoms)
     rng = np.random.default_rng(1)
     w1, w2 = rng.normal(size=values.shape), rng.normal(size=values.shape)

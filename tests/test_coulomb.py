@@ -87,7 +87,7 @@ def test_bad_structures():
     with pytest.raises(ValueError, match="molecules only"):
         cm.compute(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.7]], cell=[5, 5, 5], pbc=True))
     with pytest.raises(ValueError, match="no position derivatives"):
-        cm.compute(molecule("H2O"), derivatives=True)
+        cm.compute_with_derivatives(molecule("H2O"))
 
 
 def test_bad_parameters():

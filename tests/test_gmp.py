@@ -154,7 +154,7 @@ def test_two_atoms_closed_form_derivative(n):
     """∂F/∂R_2 = (dF/dr) r̂ and ∂F/∂R_1 = −(dF/dr) r̂ (gmp.md §11.1)."""
     sigma, r, Z, s = 0.6, 1.4, 4, 0.5 * 0.76
     direction = np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8])
-    _, derivs = GMP(["C"], orders=(n,), sigmas=(sigma,)).compute(_dimer("C2", r), derivatives=True)
+    _, derivs = GMP(["C"], orders=(n,), sigmas=(sigma,)).compute_with_derivatives(_dimer("C2", r))
     v = sigma**2 + s**2
     pref = Z * (2 * np.pi * v) ** -1.5 * np.exp(-(r**2) / (2 * v))
     if n == 0:
@@ -272,7 +272,7 @@ def test_derivatives_small_periodic_cell_fold_images():
     result = check_derivatives(gmp, atoms, atoms_to_check=[0, 1], h=1e-5)
     assert result["max_abs_derivative"] > 0.1
     assert result["max_relative_error"] < 1e-7
-    values, derivs = gmp.compute(atoms, derivatives=True)
+    values, derivs = gmp.compute_with_derivatives(atoms)
     pairs = set(zip(derivs.center.tolist(), derivs.neighbor.tolist()))
     assert len(pairs) == derivs.n_pairs == 4  # one entry per (centre, atom): images folded
     # moving every atom together changes nothing: Σ_atoms dG_i/dR_atom = 0
@@ -285,7 +285,7 @@ def test_vjp_equals_sparse_derivatives():
     atoms.rattle(0.1, seed=7)
     gmp = GMP(["Cu", "Pt"], orders=(-1, 0, 1, 2, 3, 4), sigmas=(0.5, 1.0))
     values, vjp = gmp.compute_with_vjp(atoms)
-    reference, derivs = gmp.compute(atoms, derivatives=True)
+    reference, derivs = gmp.compute_with_derivatives(atoms)
     np.testing.assert_array_equal(values, reference)
     grad = np.random.default_rng(8).normal(size=values.shape)
     expected = derivs.vjp(grad)
@@ -295,14 +295,14 @@ def test_vjp_equals_sparse_derivatives():
         vjp(grad[:, :3])
 
 
-def test_sqrt_singularity_inversion_centre():
+def test_sqrt_singularity_inversion_center():
     """Odd orders vanish at an inversion centre; the derivative is 0 there, as central
     finite differences say (documented choice), and stays finite for square=True."""
     # rotated and shifted so that μ is round-off noise (~1e-16), not an exact 0
     rotation = random_rotation(np.random.default_rng(11))
     co2 = Atoms("OCO", positions=np.array([[-1.16, 0, 0], [0, 0, 0], [1.16, 0, 0]]) @ rotation.T + [0.3, 0.7, -0.2])
     gmp = GMP(["C", "O"], orders=(1, 2, 3), sigmas=(0.5,))
-    values, derivs = gmp.compute(co2, derivatives=True)
+    values, derivs = gmp.compute_with_derivatives(co2)
     odd = [0, 2]  # n = 1, 3
     assert np.abs(values[1, odd]).max() < 1e-12
     analytic = derivs.to_dense()[1][:, :, odd]  # centre C, every atom, odd orders

@@ -8,10 +8,10 @@ from nnptutor.models import BPNN, SingleNN
 MODELS = [BPNN, SingleNN]
 
 
-def _inputs(n_centres=7, n_features=5, n_types=2, seed=0):
+def _inputs(n_centers=7, n_features=5, n_types=2, seed=0):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n_centres, n_features, dtype=torch.float64, generator=g)
-    types = torch.arange(n_centres) % n_types
+    x = torch.randn(n_centers, n_features, dtype=torch.float64, generator=g)
+    types = torch.arange(n_centers) % n_types
     return x, types
 
 
@@ -33,7 +33,7 @@ def test_gradcheck_features_and_parameters(cls):
     assert torch.autograd.gradcheck(of_params, tuple(p.detach().requires_grad_() for p in params))
 
 
-def test_bpnn_uses_the_network_of_each_centres_type():
+def test_bpnn_uses_the_network_of_each_centers_type():
     model = BPNN(["Cu", "Ni"], n_features=5, hidden=(8,))
     x, types = _inputs()
     before = model(x, types).detach()
@@ -50,7 +50,7 @@ def test_bpnn_uses_the_network_of_each_centres_type():
 def test_singlenn_reads_the_output_of_its_own_type():
     model = SingleNN(["Cu", "Ni"], n_features=5, hidden=(8, 8))
     x, types = _inputs()
-    full = model.network(x)  # (n_centres, n_types)
+    full = model.network(x)  # (n_centers, n_types)
     assert torch.equal(model(x, types), full[torch.arange(len(x)), types])
 
 
@@ -62,7 +62,7 @@ def test_parameter_counts_follow_the_formulas():
 
 
 @pytest.mark.parametrize("cls", MODELS)
-def test_energies_follow_a_permutation_of_centres(cls):
+def test_energies_follow_a_permutation_of_centers(cls):
     model = cls(["H", "O"], n_features=5, hidden=(8, 8))
     x, types = _inputs(9)
     perm = torch.from_numpy(np.random.default_rng(1).permutation(9))

@@ -139,13 +139,13 @@ def test_pair_count_and_types():
     mixed = _cupt_cell()
     d2 = PairACSF.default(["Pt", "Cu"], r_cut=R_CUT)
     assert d2.type_labels == ("Cu-Cu", "Cu-Pt", "Pt-Pt")
-    pl, types = d2.pairs(mixed), d2.centre_types(mixed)
+    pl, types = d2.pairs(mixed), d2.center_types(mixed)
     za, zb = mixed.numbers[pl.a], mixed.numbers[pl.b]
     assert (za <= zb).all()  # A is the lighter element
     expected = np.select([(za == 29) & (zb == 29), (za == 29) & (zb == 78)], [0, 1], 2)
     np.testing.assert_array_equal(types, expected)
     assert len(pl) == len(neighbor_list("i", mixed, R_CUT)) // 2
-    np.testing.assert_array_equal(d2.centre_atoms(mixed), np.stack([pl.a, pl.b], axis=1))
+    np.testing.assert_array_equal(d2.center_atoms(mixed), np.stack([pl.a, pl.b], axis=1))
 
 
 def test_homonuclear_pair_symmetric_under_swapping_its_atoms():
@@ -215,13 +215,13 @@ def test_derivatives_against_finite_differences(case):
 def test_sparse_layout_and_translation_sum_rule():
     atoms = _cupt_cell()
     d = _full(["Cu", "Pt"])
-    values, der = d.compute(atoms, derivatives=True)
+    values, der = d.compute_with_derivatives(atoms)
     np.testing.assert_allclose(values, d.compute(atoms), rtol=0, atol=0)
-    assert der.n_centres == values.shape[0] and der.n_atoms == len(atoms)
+    assert der.n_centers == values.shape[0] and der.n_atoms == len(atoms)
     keys = der.center * der.n_atoms + der.neighbor
     assert len(np.unique(keys)) == len(keys)  # images folded: each (pair, atom) once
     # moving every atom by the same vector changes no feature: Σ_atoms dG/dR = 0
-    total = np.zeros((der.n_centres, 3, der.n_features))
+    total = np.zeros((der.n_centers, 3, der.n_features))
     np.add.at(total, der.center, der.values)
     assert np.abs(total).max() < 1e-12 * np.abs(der.values).max() * 100
     assert np.abs(der.values).max() > 0.1
@@ -232,10 +232,10 @@ def test_chunks_give_the_same_numbers(monkeypatch):
 
     atoms = _cupt_cell()
     d = _full(["Cu", "Pt"])
-    values, der = d.compute(atoms, derivatives=True)
+    values, der = d.compute_with_derivatives(atoms)
     monkeypatch.setattr(pcsf, "CHUNK_WORK", 50)  # a few pairs per chunk
     assert len(pcsf._chunks(np.full(len(values), 30))) > 10
-    values_c, der_c = d.compute(atoms, derivatives=True)
+    values_c, der_c = d.compute_with_derivatives(atoms)
     np.testing.assert_allclose(values_c, values, rtol=1e-13, atol=1e-15)
     np.testing.assert_array_equal(der_c.center, der.center)
     np.testing.assert_array_equal(der_c.neighbor, der.neighbor)
@@ -255,10 +255,10 @@ def test_features_vanish_at_the_cutoff_except_p5():
 def test_no_pairs_gives_empty_arrays():
     d = PairACSF.default(["H"], r_cut=2.0)
     atoms = Atoms("H2", positions=[[0, 0, 0], [0, 0, 3.0]])
-    values, der = d.compute(atoms, derivatives=True)
+    values, der = d.compute_with_derivatives(atoms)
     assert values.shape == (0, d.n_features)
-    assert der.values.shape == (0, 3, d.n_features) and der.n_centres == 0
-    assert d.centre_types(atoms).shape == (0,)
+    assert der.values.shape == (0, 3, d.n_features) and der.n_centers == 0
+    assert d.center_types(atoms).shape == (0,)
 
 
 def test_default_labels_and_serialisation():
@@ -308,7 +308,7 @@ def test_bad_structures():
     with pytest.raises(ValueError, match="empty"):
         d.compute(Atoms())
     with pytest.raises(ValueError, match="not among the supported elements"):
-        d.centre_types(_cupt_cell())
+        d.center_types(_cupt_cell())
 
 
 # --- the pair potential: E = Σ_pairs E_pair(G_AB), trained with nt.train ------------------

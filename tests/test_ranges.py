@@ -80,7 +80,7 @@ class _ToyDescriptor:
     type_labels = ("H", "O")
     feature_labels = ["x", "2x+1", "const", "x^2"]
 
-    def centre_types(self, atoms):
+    def center_types(self, atoms):
         return (atoms.numbers == 8).astype(int)
 
     def compute_many(self, images, progress=True):

@@ -418,21 +418,21 @@ def fold_entry_derivatives(i, j, entry_derivs, n_atoms):
         summed, unique_keys = _sum_runs(entry_derivs, keys)  # (n_unique, 3 F), (n_unique,)
         # self terms: minus the sum over all entries of each centre
         # (the partial sums per (i, j) are fewer rows than the entries)
-        per_centre = np.zeros((n_atoms, 3 * n_features))
+        per_center = np.zeros((n_atoms, 3 * n_features))
         unique_i = unique_keys // n_atoms
-        centre_starts = np.flatnonzero(np.r_[True, unique_i[1:] != unique_i[:-1]])
-        per_centre[unique_i[centre_starts]] = np.add.reduceat(summed, centre_starts, axis=0)
+        center_starts = np.flatnonzero(np.r_[True, unique_i[1:] != unique_i[:-1]])
+        per_center[unique_i[center_starts]] = np.add.reduceat(summed, center_starts, axis=0)
     else:
         summed = np.zeros((0, 3 * n_features))
         unique_keys = keys
-        per_centre = np.zeros((n_atoms, 3 * n_features))
+        per_center = np.zeros((n_atoms, 3 * n_features))
     self_keys = np.arange(n_atoms) * (n_atoms + 1)
     # sorted union of two sorted key lists (a merge; np.union1d would hash)
     all_keys = np.sort(np.concatenate([unique_keys, self_keys]), kind="stable")
     all_keys = all_keys[np.r_[True, all_keys[1:] != all_keys[:-1]]]
     values = np.zeros((len(all_keys), 3 * n_features))
     values[np.searchsorted(all_keys, unique_keys)] = summed  # keys are unique: no +=
-    values[np.searchsorted(all_keys, self_keys)] -= per_centre
+    values[np.searchsorted(all_keys, self_keys)] -= per_center
     return all_keys // n_atoms, all_keys % n_atoms, values.reshape(-1, 3, n_features)
 
 
@@ -509,8 +509,8 @@ def triplets(i):
     if n_pairs == 0:
         return np.zeros(0, int), np.zeros(0, int)
     # entry p has (last entry of its centre) − p partners q > p
-    centre_end = np.searchsorted(i, i, side="right")  # (n_pairs,)
-    n_partners = centre_end - np.arange(n_pairs) - 1
+    center_end = np.searchsorted(i, i, side="right")  # (n_pairs,)
+    n_partners = center_end - np.arange(n_pairs) - 1
     p = np.repeat(np.arange(n_pairs), n_partners)
     first = np.cumsum(n_partners) - n_partners  # where each p's run starts
     q = p + 1 + np.arange(len(p)) - np.repeat(first, n_partners)

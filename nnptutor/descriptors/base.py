@@ -59,7 +59,7 @@ class SparseDerivatives:
     values : ndarray, shape (n_pairs, 3, n_features)
         [feature unit / Å].
     n_atoms : int
-    n_centres : int, optional
+    n_centers : int, optional
         Number of centres; defaults to ``n_atoms`` (atom-centred descriptors).
     """
 
@@ -67,11 +67,11 @@ class SparseDerivatives:
     neighbor: np.ndarray
     values: np.ndarray
     n_atoms: int
-    n_centres: int | None = None
+    n_centers: int | None = None
 
     def __post_init__(self):
-        if self.n_centres is None:
-            self.n_centres = self.n_atoms
+        if self.n_centers is None:
+            self.n_centers = self.n_atoms
 
     @property
     def n_pairs(self) -> int:
@@ -86,11 +86,11 @@ class SparseDerivatives:
         return self.center.nbytes + self.neighbor.nbytes + self.values.nbytes
 
     def to_dense(self) -> np.ndarray:
-        """Dense array of shape (n_centres, n_atoms, 3, n_features): [center, neighbor, a, f].
+        """Dense array of shape (n_centers, n_atoms, 3, n_features): [center, neighbor, a, f].
 
         O(n_atoms²) memory: for tests and small teaching examples only.
         """
-        dense = np.zeros((self.n_centres, self.n_atoms, 3, self.n_features))
+        dense = np.zeros((self.n_centers, self.n_atoms, 3, self.n_features))
         np.add.at(dense, (self.center, self.neighbor), self.values)
         return dense
 
@@ -99,7 +99,7 @@ class SparseDerivatives:
 
         Parameters
         ----------
-        grad_values : ndarray, shape (n_centres, n_features)
+        grad_values : ndarray, shape (n_centers, n_features)
             dE/dG [eV / feature unit].
 
         Returns
@@ -127,7 +127,7 @@ class Descriptor:
 
     Centres and types: an atom-centred descriptor has one *centre* per atom and the centre's
     *type* is its element (index into ``elements``). A model has one network (or output)
-    per type. A pair-centred descriptor overrides :meth:`centre_types` and ``type_labels``
+    per type. A pair-centred descriptor overrides :meth:`center_types` and ``type_labels``
     so that the same models, training and calculator work unchanged.
     """
 
@@ -163,8 +163,8 @@ class Descriptor:
         """Names of the centre types, one network per type (default: the elements)."""
         return tuple(self.elements)
 
-    def centre_atoms(self, atoms: Atoms) -> np.ndarray:
-        """Atoms each centre belongs to, shape (n_centres, k), int (default: atom i, k = 1).
+    def center_atoms(self, atoms: Atoms) -> np.ndarray:
+        """Atoms each centre belongs to, shape (n_centers, k), int (default: atom i, k = 1).
 
         Used to split centre energies between atoms and to flag extrapolating atoms.
         """
@@ -185,29 +185,41 @@ class Descriptor:
 
         return element_indices(numbers, self.elements)
 
-    def centre_types(self, atoms: Atoms) -> np.ndarray:
-        """Type index of every centre, shape (n_centres,), int (default: element index)."""
+    def center_types(self, atoms: Atoms) -> np.ndarray:
+        """Type index of every centre, shape (n_centers,), int (default: element index)."""
         return self.element_indices(atoms.numbers)
 
-    def compute(self, atoms: Atoms, derivatives: bool = False):
-        """Features of every atom, and optionally their position derivatives.
+    def compute(self, atoms: Atoms) -> np.ndarray:
+        """Features of every atom.
 
         Parameters
         ----------
         atoms : ase.Atoms
             Positions in Å; periodic along the axes where ``atoms.pbc`` is True.
-        derivatives : bool
-            Also return :class:`SparseDerivatives`.
 
         Returns
         -------
-        values : ndarray, shape (n_atoms, n_features)
-        derivatives : SparseDerivatives, only if ``derivatives=True``
+        ndarray, shape (n_centers, n_features)
+            One row per centre (per atom for atom-centred descriptors).
         """
         from nnptutor.structures import check_atoms
 
         check_atoms(atoms, self.elements)
-        return self._compute(atoms, derivatives)
+        return self._compute(atoms, False)
+
+    def compute_with_derivatives(self, atoms: Atoms) -> tuple[np.ndarray, SparseDerivatives]:
+        """Features of every atom and their derivatives with respect to positions.
+
+        Returns
+        -------
+        values : ndarray, shape (n_centers, n_features)
+        derivatives : SparseDerivatives
+            dG/dR [feature unit / Å], see :class:`SparseDerivatives`.
+        """
+        from nnptutor.structures import check_atoms
+
+        check_atoms(atoms, self.elements)
+        return self._compute(atoms, True)
 
     def compute_many(
         self, images: Sequence[Atoms], derivatives: bool = False, progress: bool = True
@@ -226,7 +238,8 @@ class Descriptor:
 
         images = list(images)
         iterator = tqdm(images, desc=f"{type(self).__name__} features", disable=not progress)
-        return [self.compute(atoms, derivatives=derivatives) for atoms in iterator]
+        compute = self.compute_with_derivatives if derivatives else self.compute
+        return [compute(atoms) for atoms in iterator]
 
     def compute_with_vjp(self, atoms: Atoms) -> tuple[np.ndarray, Callable]:
         """Features and a function mapping dE/dG (n_atoms, n_features) to dE/dR (n_atoms, 3).
@@ -234,7 +247,7 @@ class Descriptor:
         Used for MD, where only the forces are needed. The default builds the sparse
         derivatives; descriptors may override it with a cheaper vector–Jacobian product.
         """
-        values, derivs = self.compute(atoms, derivatives=True)
+        values, derivs = self.compute_with_derivatives(atoms)
         return values, derivs.vjp
 
     def __eq__(self, other) -> bool:

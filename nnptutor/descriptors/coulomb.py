@@ -99,15 +99,13 @@ class CoulombMatrix(Descriptor):
         self._check(atoms)
         return _coulomb_matrix(atoms.numbers, atoms.positions)
 
-    def compute(self, atoms: Atoms, derivatives: bool = False) -> np.ndarray:
+    def compute(self, atoms: Atoms) -> np.ndarray:
         """Feature vector of one molecule.
 
         Parameters
         ----------
         atoms : ase.Atoms
             A molecule with at most ``n_atoms_max`` atoms; positions in Å.
-        derivatives : bool
-            Must be False (not implemented for this descriptor).
 
         Returns
         -------
@@ -115,11 +113,6 @@ class CoulombMatrix(Descriptor):
             n_features = n_atoms_max² for "none" and "sorted" (padded matrix flattened row
             by row), n_atoms_max for "eigenspectrum".
         """
-        if derivatives:
-            raise ValueError(
-                "CoulombMatrix provides no position derivatives (it is used for energies "
-                "with kernel ridge regression); use derivatives=False"
-            )
         self._check(atoms)
         matrix = _coulomb_matrix(atoms.numbers, atoms.positions)  # (n_atoms, n_atoms)
         n = len(atoms)
@@ -135,16 +128,18 @@ class CoulombMatrix(Descriptor):
         padded[:n, :n] = matrix
         return padded.ravel()  # (n_atoms_max**2,)
 
-    def compute_many(
-        self, images: Sequence[Atoms], derivatives: bool = False, progress: bool = False
-    ) -> np.ndarray:
+    def compute_with_derivatives(self, atoms: Atoms):
+        raise ValueError(
+            "CoulombMatrix provides no position derivatives (it is used for energies "
+            "with kernel ridge regression); use compute()"
+        )
+
+    def compute_many(self, images: Sequence[Atoms], progress: bool = False) -> np.ndarray:
         """Feature matrix of many molecules, ready for scikit-learn.
 
         Parameters
         ----------
         images : sequence of ase.Atoms
-        derivatives : bool
-            Must be False.
         progress : bool
             Show a progress bar.
 
@@ -152,7 +147,7 @@ class CoulombMatrix(Descriptor):
         -------
         ndarray, shape (n_images, n_features)
         """
-        rows = super().compute_many(images, derivatives=derivatives, progress=progress)
+        rows = super().compute_many(images, progress=progress)
         return np.asarray(rows).reshape(len(rows), self.n_features)
 
     def _check(self, atoms: Atoms) -> None:
@@ -175,7 +170,7 @@ class CoulombMatrix(Descriptor):
             "permutation": self.permutation,
         }
 
-    def centre_types(self, atoms: Atoms) -> np.ndarray:
+    def center_types(self, atoms: Atoms) -> np.ndarray:
         raise ValueError(
             "CoulombMatrix describes whole molecules and has no per-atom centres; "
             "use it with kernel ridge regression, not with atom-centred models"

@@ -239,7 +239,7 @@ class GMP(Descriptor):
         """Features and, if ``keep``, what the derivatives need (one pass over the pairs)."""
         pairs = neighbor_pairs(atoms, self.r_cut)
         n_atoms, n_pairs = len(atoms), len(pairs)
-        types = self.centre_types(atoms)  # element index of every atom, (n_atoms,)
+        types = self.center_types(atoms)  # element index of every atom, (n_atoms,)
         source = types[pairs.j]  # (n_pairs,) element index of each source
         r2 = pairs.distances**2
         # segment sum over the pairs of each centre: mu = seg @ per_pair

@@ -160,7 +160,7 @@ class PairACSF(Descriptor):
     Notes
     -----
     Centres are pairs, so ``compute`` returns ``(n_pairs, n_features)`` and
-    :meth:`centre_types` gives each pair's element-pair type; a
+    :meth:`center_types` gives each pair's element-pair type; a
     :class:`~nnptutor.models.BPNN` built on ``type_labels`` is then the pair network of
     eq. (1). Feature order: P2, P5, every P6; then for each neighbour element (by atomic
     number) P1, every P3, every P4. Cost O(n_pairs × neighbours) for values and derivatives;
@@ -283,7 +283,7 @@ class PairACSF(Descriptor):
             cached = self._last_lists = (key, nl, _pair_list(nl, atoms.numbers))
         return cached[1], cached[2]
 
-    def centre_atoms(self, atoms: Atoms) -> np.ndarray:
+    def center_atoms(self, atoms: Atoms) -> np.ndarray:
         """The two atoms (a, b) of every pair, shape (n_pairs, 2), int.
 
         Used to split a pair energy between its atoms and to flag atoms whose pairs
@@ -303,7 +303,7 @@ class PairACSF(Descriptor):
         values[[k for k, label in enumerate(self.feature_labels) if label.startswith("P5")]] = self.r_cut
         return values
 
-    def centre_types(self, atoms: Atoms) -> np.ndarray:
+    def center_types(self, atoms: Atoms) -> np.ndarray:
         """Index into :attr:`type_labels` of every pair, shape (n_pairs,), int."""
         pl = self.pairs(atoms)
         s = self.element_indices(atoms.numbers)

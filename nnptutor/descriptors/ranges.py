@@ -288,7 +288,7 @@ def range_report(
     Parameters
     ----------
     descriptor : Descriptor
-        With ``elements``, ``feature_labels``, ``compute_many`` and ``centre_types``.
+        With ``elements``, ``feature_labels``, ``compute_many`` and ``center_types``.
     images : sequence of ase.Atoms
     constant_tol : float
         [feature units].
@@ -309,7 +309,7 @@ def range_report(
         raise ValueError(f"correlation_tol must be in (0, 1], got {correlation_tol}")
     if values_list is None:
         values_list = descriptor.compute_many(images, progress=False)
-    types_list = [descriptor.centre_types(atoms) for atoms in images]
+    types_list = [descriptor.center_types(atoms) for atoms in images]
     values, types = _as_values_and_types(values_list, types_list, len(descriptor.type_labels))
     labels = descriptor.feature_labels
     rows = []
