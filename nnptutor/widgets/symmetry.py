@@ -1,4 +1,4 @@
-r"""Interactive explorers for notebook 03: thin ipywidgets over pure, tested functions.
+r"""Symmetry-function explorer for notebook 03: thin ipywidgets over pure, tested functions.
 
 Every widget calls a plain function (:func:`show_symmetry_functions`) that the notebook also
 calls once statically, so the figures are checked in CI and the sliders only re-run it.

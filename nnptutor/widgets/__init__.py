@@ -1,0 +1,14 @@
+"""Interactive widgets for the notebooks: thin ipywidgets over pure, tested functions.
+
+One module per lecture. Each widget redraws a plain drawing function that the notebook also
+calls once statically (the widget's *static twin*), so nbval checks the figure at its default
+values and the controls only re-run it. Widget callbacks draw on a
+``matplotlib.figure.Figure`` that pyplot does not know (see ``tests/browser/README.md``).
+"""
+from nnptutor.widgets.symmetry import (
+    angular_term,
+    cosine_term,
+    radial_term,
+    show_symmetry_functions,
+    symmetry_function_explorer,
+)
