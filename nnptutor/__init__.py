@@ -33,7 +33,7 @@ _LAZY = {
 _SUBMODULES = {
     "data", "structures", "neighbors", "cutoffs", "descriptors", "models", "potential",
     "training", "calculator", "committee", "plotting", "widgets", "checks", "environment",
-    "pair_model", "exceptions",
+    "pair_model", "exceptions", "export",
 }
 
 __all__ = sorted(set(_LAZY) | _SUBMODULES)
