@@ -13,3 +13,4 @@ from nnptutor.widgets.symmetry import (
     show_symmetry_functions,
     symmetry_function_explorer,
 )
+from nnptutor.widgets.training import draw_training_runs, train_run, training_explorer
