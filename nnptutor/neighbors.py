@@ -14,6 +14,52 @@ from ase import Atoms
 
 from nnptutor.structures import MIN_DISTANCE
 
+#: Highest plausible number density of atoms [Å⁻³]: about five times that of diamond
+#: (0.176 Å⁻³), the densest solid at ambient pressure. A neighbour list denser than this
+#: within r_cut comes from a cell or positions in the wrong unit (nm typed as Å).
+MAX_DENSITY = 1.0
+
+
+def max_neighbors(r_cut: float) -> int:
+    """Most neighbours an atom can plausibly have within ``r_cut`` [Å]: MAX_DENSITY times
+    the sphere's volume, and at least 64 (small spheres hold whole coordination shells)."""
+    return max(64, int(MAX_DENSITY * 4.0 / 3.0 * np.pi * r_cut**3))
+
+
+def _dense_error(count: float, r_cut: float, what: str) -> ValueError:
+    return ValueError(
+        f"implausibly dense neighbour list: {what} {count:.3g} neighbours within "
+        f"r_cut = {r_cut:g} Å, more than any real material has (at most about "
+        f"{max_neighbors(r_cut)}); is the cell or are the positions in the wrong unit "
+        "(e.g. nm instead of Å)?")
+
+
+def check_density(atoms: Atoms, r_cut: float) -> None:
+    """Raise ``ValueError`` before a neighbour search that would be implausibly dense.
+
+    Every atom has at least its own periodic images as neighbours: about V_d(r_c) / A_d
+    of them, with A_d the length, area or volume spanned by the d periodic cell vectors
+    and V_d(r_c) that of a d-dimensional ball (2 r_c, π r_c², 4π r_c³/3). If that alone
+    exceeds :func:`max_neighbors`, the list would be huge (4 Cu atoms in a 0.5 Å cubic cell
+    at r_c = 5 Å: 4,200 images, 67,000 pairs, and a descriptor's per-centre arrays of
+    4 × 16,800² triplets); it is refused before any of it is allocated.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        Positions and cell in Å.
+    r_cut : float
+        Cutoff radius [Å].
+    """
+    axes = np.flatnonzero(atoms.pbc)
+    if len(axes) == 0:
+        return
+    vectors = atoms.cell.array[axes]
+    measure = np.sqrt(abs(np.linalg.det(vectors @ vectors.T)))  # length, area or volume
+    ball = (2 * r_cut, np.pi * r_cut**2, 4.0 / 3.0 * np.pi * r_cut**3)[len(axes) - 1]
+    if measure > 0 and ball / measure > max_neighbors(r_cut):
+        raise _dense_error(ball / measure, r_cut, "each atom's periodic images alone give")
+
 
 @dataclass
 class Pairs:
@@ -99,12 +145,20 @@ def neighbor_pairs(atoms: Atoms, r_cut: float, check_overlap: bool = True) -> Pa
     check_overlap : bool
         Raise ``ValueError`` if two atoms are closer than 0.1 Å.
 
+    Raises
+    ------
+    ValueError
+        For r_cut ≤ 0, overlapping atoms, or an implausibly dense list (more than
+        :func:`max_neighbors` neighbours per atom, checked before the search where the
+        periodic images alone give that many: :func:`check_density`).
+
     Returns
     -------
     Pairs
     """
     if not r_cut > 0:
         raise ValueError(f"r_cut must be positive, got {r_cut}")
+    check_density(atoms, r_cut)
     i, j, S, D, d = _vesin_lists(atoms, float(r_cut))
     i = np.asarray(i, dtype=np.int64)
     j = np.asarray(j, dtype=np.int64)
@@ -117,6 +171,9 @@ def neighbor_pairs(atoms: Atoms, r_cut: float, check_overlap: bool = True) -> Pa
     if order is not None:
         i, j, S, D, d = i[order], j[order], S[order], D[order], d[order]
     pairs = Pairs(i, j, S, D, d, len(atoms))
+    counts = pairs.counts()
+    if len(pairs) and counts.max() > max_neighbors(r_cut):
+        raise _dense_error(counts.max(), r_cut, f"atom {int(np.argmax(counts))} has")
     if check_overlap and len(pairs) and pairs.distances.min() < MIN_DISTANCE:
         p = int(np.argmin(pairs.distances))
         raise ValueError(

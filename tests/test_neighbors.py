@@ -50,3 +50,55 @@ def test_pair_order_is_lexsort_order():
     assert np.array_equal(pair_order(i, j, 7), np.lexsort((j, i)))
     s = np.lexsort((j, i))
     assert pair_order(i[s], j[s], 7) is None  # sorted already: nothing to gather
+
+
+def _cell_in_nm():
+    """4 Cu atoms (fcc) whose 3.61 Å cubic cell was typed as 0.5: a unit slip."""
+    fcc = bulk("Cu", "fcc", a=3.61, cubic=True)
+    return Atoms("Cu4", scaled_positions=fcc.get_scaled_positions(), cell=[0.5] * 3, pbc=True)
+
+
+def _descriptors():
+    import nnptutor as nt
+    from nnptutor.descriptors import ACSF, GMP, PairACSF
+
+    acsf = ACSF.default(["Cu"], r_cut=5.0)
+    potential = nt.Potential(acsf, nt.BPNN(acsf.type_labels, acsf.n_features, hidden=(4,)))
+    return {
+        "ACSF": acsf.compute,
+        "ACSF derivatives": acsf.compute_with_derivatives,
+        "ACSF vjp": acsf.compute_with_vjp,
+        "GMP": GMP(["Cu"], r_cut=5.0).compute_with_derivatives,
+        "PairACSF": PairACSF.default(["Cu"], r_cut=5.0).compute_with_derivatives,
+        "Potential.predict": potential.predict,
+    }
+
+
+@pytest.mark.parametrize("name", list(_descriptors()))
+def test_implausibly_dense_cell_raises_before_allocating(name):
+    """A cell in the wrong unit gives thousands of images per atom: every descriptor (and
+    a potential through it) refuses it at once, naming the likely cause, instead of
+    building per-centre arrays of millions of triplets."""
+    import time
+
+    compute = _descriptors()[name]
+    start = time.process_time()
+    with pytest.raises(ValueError, match="wrong unit"):
+        compute(_cell_in_nm())
+    assert time.process_time() - start < 1.0  # the failing call only (4 atoms, no search)
+
+
+def test_density_guard_counts_neighbours_not_only_images():
+    """A large cell of atoms squeezed 10× (positions in nm) passes the image test but has
+    far more neighbours per atom than any solid: refused after the search."""
+    from nnptutor.neighbors import max_neighbors
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (4, 4, 4)
+    atoms.set_cell(atoms.cell / 4, scale_atoms=True)
+    atoms.set_cell(atoms.cell * 4, scale_atoms=False)  # same 14 Å cell, atoms in a corner
+    with pytest.raises(ValueError, match="wrong unit"):
+        neighbor_pairs(atoms, 3.0)  # 255 neighbours where a solid has at most ~110
+    # real crystals stay well inside the bound, at small and large cutoffs
+    for r_cut in (2.6, 6.0, 9.0):
+        pairs = neighbor_pairs(bulk("Cu", "fcc", a=3.61) * (2, 2, 2), r_cut)
+        assert pairs.counts().max() < max_neighbors(r_cut) / 4
