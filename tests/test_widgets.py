@@ -1,11 +1,17 @@
+"""Notebook 03's symmetry-function explorer: the pure functions against their formulas, the
+controls (one per parameter, units in their descriptions), and a redraw on every control."""
 import matplotlib
 
 matplotlib.use("Agg")
+import ipywidgets
 import numpy as np
 import pytest
+from ase.build import molecule
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from nnptutor.cutoffs import cosine
 from nnptutor.widgets import angular_term, cosine_term, radial_term, symmetry_function_explorer
+from nnptutor.widgets import symmetry
 
 
 def test_radial_term_is_gaussian_times_cutoff():
@@ -16,6 +22,8 @@ def test_radial_term_is_gaussian_times_cutoff():
 
 
 def test_cosine_term_vanishes_beyond_cutoff():
+    r = np.array([1.0, 3.0])
+    np.testing.assert_allclose(cosine_term(r, 2.0, 6.0), np.cos(2.0 * r) * cosine(r, 6.0)[0])
     assert cosine_term(np.array([6.5]), 2.0, 6.0)[0] == 0.0
 
 
@@ -25,8 +33,67 @@ def test_angular_term_peaks_where_lambda_says():
     np.testing.assert_allclose(angular_term(theta, 4, -1), [0.0, 2.0**-3, 2.0], atol=1e-15)
 
 
-def test_explorer_has_one_slider_per_parameter():
-    widget = symmetry_function_explorer()
-    labels = [child.description for child in widget.children if hasattr(child, "description")]
-    assert labels[:5] == ["η", "R_s", "κ", "ζ", "λ"]
-    assert all("Slider" in type(child).__name__ for child in widget.children[:5])
+def test_rows_are_scaled_by_their_largest_magnitude():
+    values = np.array([[1.0, -4.0, 0.0], [0.5, 2.0, 0.0]])  # (n_atoms, n_features)
+    scaled, scale = symmetry.normalized_rows(values)
+    np.testing.assert_allclose(scale, [1.0, 4.0, 0.0])
+    np.testing.assert_allclose(scaled, [[1.0, 0.5], [-1.0, 0.5], [0.0, 0.0]])
+
+
+def test_center_geometry_of_water_is_two_bonds_and_one_angle():
+    water = molecule("H2O")
+    distances, angles = symmetry.center_geometry(water, 0, r_cut=6.0)
+    np.testing.assert_allclose(distances, water.get_distances(0, [1, 2]))
+    np.testing.assert_allclose(np.degrees(angles), [water.get_angle(1, 0, 2)])
+    far, none = symmetry.center_geometry(water, 0, r_cut=0.5)
+    assert far.size == 0 and none.size == 0
+
+
+def test_explorer_descriptor_gives_g4_and_g5_their_own_eta():
+    descriptor = symmetry.explorer_descriptor(["H", "O"], eta=0.5, eta_angular=0.02, zeta=4, lambda_=-1)
+    angular = [label for label in descriptor.feature_labels if label.startswith(("G4", "G5"))]
+    assert len(angular) == 2 * 3  # G4 and G5 for the pairs H-H, H-O, O-O
+    assert all("eta=0.02" in label and "lambda=-1" in label for label in angular)
+
+
+def _controls(widget):
+    """Every control below ``widget`` by description."""
+    found = {}
+    for child in getattr(widget, "children", ()):
+        if isinstance(child, (ipywidgets.ValueWidget, ipywidgets.Button)) and child.description:
+            found[child.description] = child
+        found.update(_controls(child))
+    return found
+
+
+def test_explorer_has_a_control_with_units_for_every_parameter():
+    controls = _controls(symmetry_function_explorer(molecule("H2O")))
+    for description in ("G2 η [Å⁻²]", "R_s [Å]", "κ [Å⁻¹]", "G4/G5 η [Å⁻²]", "ζ", "λ", "R_c [Å]"):
+        assert description in controls, f"no control {description!r} in {sorted(controls)}"
+    assert set(controls["cutoff"].options) == {"cosine", "tanh3"}
+    assert [value for _, value in controls["centre atom"].options] == [0, 1, 2]
+    assert all(not c.continuous_update for c in controls.values() if hasattr(c, "continuous_update"))
+
+
+def _rendered(figure):
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba()).copy()
+
+
+def test_every_control_changes_the_figure(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda figure: shown.append(_rendered(figure)))
+    controls = _controls(symmetry_function_explorer(molecule("CH3OH")))
+    assert len(shown) == 1  # the first drawing
+    for description, control in controls.items():
+        options = getattr(control, "options", None)
+        if options is not None:  # the next option (Dropdown, SelectionSlider)
+            values = [option[1] if isinstance(option, tuple) else option for option in options]
+            control.value = values[(values.index(control.value) + 1) % len(values)]
+        else:
+            control.value = min(control.value * 1.5 + 0.25, control.max)
+        assert len(shown) >= 2, f"{description}: no redraw"
+        assert shown[-1].shape != shown[-2].shape or np.any(shown[-1] != shown[-2]), (
+            f"{description}: the figure did not change")
+        shown[:] = shown[-1:]

@@ -51,19 +51,21 @@ def test_explorer_figures_stay_out_of_pyplot(monkeypatch):
     import matplotlib.pyplot as plt
     from matplotlib._pylab_helpers import Gcf
 
-    from nnptutor import widgets
+    from nnptutor.widgets import symmetry
 
     drawn = []
-    original = widgets._draw_symmetry_functions
+    original = symmetry._draw_symmetry_functions
 
     def spy(fig, *args):
         pyplot_figures = [manager.canvas.figure for manager in Gcf.get_all_fig_managers()]
         drawn.append(fig not in pyplot_figures)
         original(fig, *args)
 
-    monkeypatch.setattr(widgets, "_draw_symmetry_functions", spy)
+    monkeypatch.setattr(symmetry, "_draw_symmetry_functions", spy)
+    monkeypatch.setattr("IPython.display.display", lambda figure: None)
     before = plt.get_fignums()
-    explorer = widgets.symmetry_function_explorer()  # draws once
-    explorer.children[1].value = 3.0  # R_s: draws again
+    explorer = symmetry.symmetry_function_explorer()  # draws once
+    r_s, = [c for c in explorer.children[0].children[0].children if c.description.startswith("R_s")]
+    r_s.value = 3.0  # draws again
     assert drawn == [True, True]
     assert plt.get_fignums() == before
