@@ -435,6 +435,11 @@ def write_input_data(images, path, require_labels: bool = False) -> Path:
     ``runnerdata`` writer is not used because it converts to Bohr and Hartree and writes
     RuNNer 2's extended header, which n2p2 does not read. ``nnp-predict`` reads the first
     structure of the file; n2p2's training tools read all of them.
+
+    In a cell so small that an atom sees its own periodic images within the cutoff,
+    ``nnp-predict`` (n2p2 of 2024-11) gets the energy right but leaves out those images'
+    angular terms in the forces (``Mode::calculateForces`` skips the centre atom's own
+    neighbour entries); repeat such a cell (``atoms.repeat``) before comparing forces.
     """
     if isinstance(images, Atoms):
         images = [images]
