@@ -203,7 +203,7 @@ def _draw_radial(ax, atoms, atom, order, sigma):
     i, d = neighbor_list("id", atoms, 6.0)
     for shell in np.unique(np.round(d[i == atom], 2)):
         ax.axvline(shell, color=COLORS["other"], linewidth=1, zorder=0)
-    ax.set(xlabel="neighbour distance r [Å]", ylabel=f"$R_{{{order}σ}}(r)\\,r^{order}$ [e Å$^{{{order - 3}}}$]",
+    ax.set(xlabel="neighbour distance R [Å]", ylabel=f"$R_{{{order}σ}}(r)\\,r^{order}$ [e Å$^{{{order - 3}}}$]",
            title=f"radial weight, n = {order}, σ = {sigma:g} Å\n(grey: neighbour shells)")
 
 
