@@ -14,7 +14,8 @@ features + vector–Jacobian product at 108 atoms against ASE's EMT forces, and 
     python benchmarks/bench_acsf.py --only cu_emt   # featurize(n_jobs=2) on cu_emt only,
                                                     # in a fresh process (peak memory)
     python benchmarks/bench_acsf.py --only targets  # Cu500, 1000 ethanol, 108-atom ratio
-    python benchmarks/bench_acsf.py --only flat     # flat triplets vs padded blocks by K
+    python benchmarks/bench_acsf.py --ab /tmp/old   # A/B: this tree against the package
+                                                    # in another checkout, same process
 
 The ``cu_emt`` part times :func:`nnptutor.training.featurize` with two worker processes
 and with two threads (wall clock: it is the one figure here that uses both cores), the
@@ -92,15 +93,16 @@ def row(case, n_atoms, ours, theirs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
-    parser.add_argument("--only", choices=("cu_emt", "targets", "flat"),
-                        help="run one part only")
+    parser.add_argument("--only", choices=("cu_emt", "targets"), help="run one part only")
+    parser.add_argument("--ab", metavar="CHECKOUT",
+                        help="compare with the nnptutor package of another checkout")
     args = parser.parse_args()
+    if args.ab:
+        return bench_ab(args.ab)
     if args.only == "cu_emt":
         return bench_cu_emt_featurize()
     if args.only == "targets":
         return bench_targets()
-    if args.only == "flat":
-        return bench_flat()
     repeats = 3 if args.quick else 5
     acsf = bench_set(["Cu"])
     d_cu = dscribe_like(acsf, periodic=True)
@@ -239,41 +241,87 @@ def bench_targets(repeats=11):
           f"ratio {t_der / t_feat:.2f} (medians of {2 * repeats - 1} interleaved)")
 
 
-def bench_flat(repeats=9):
-    """Features of the same centres on the flat triplet list and in padded blocks, by mean
-    neighbour count K (how ``_acsf_fast.TRIPLET_MAX_K`` was chosen): batches of molecules
-    and fcc Cu cells at several cutoffs, CPU time, medians of interleaved repeats."""
-    from nnptutor.descriptors import _acsf_fast as fast
-    from nnptutor.descriptors.acsf import batched_pairs
+def _import_renamed(checkout, name="nnptutor_old"):
+    """The ``nnptutor`` package of another checkout, imported as ``name`` (a copy with its
+    absolute imports renamed), so that both versions run in one process."""
+    import importlib
+    import re
+    import shutil
+    import sys
+    import tempfile
 
-    rng = np.random.default_rng(5)
+    root = tempfile.mkdtemp()
+    shutil.copytree(os.path.join(checkout, "nnptutor"), os.path.join(root, name))
+    for folder, _, files in os.walk(os.path.join(root, name)):
+        for f in files:
+            if f.endswith(".py"):
+                path = os.path.join(folder, f)
+                with open(path) as fh:
+                    text = re.sub(r"\bnnptutor(?=[. ])", name, fh.read())
+                with open(path, "w") as fh:
+                    fh.write(text)
+    sys.path.insert(0, root)
+    return importlib.import_module(f"{name}.descriptors.acsf")
+
+
+def _with_derivatives(acsf, atoms):
+    """Features and derivatives; checkouts before commit 39a3f8b spell it compute(…, True)."""
+    if hasattr(acsf, "compute_with_derivatives"):
+        return acsf.compute_with_derivatives(atoms)
+    return acsf.compute(atoms, derivatives=True)
+
+
+def bench_ab(checkout, repeats=15):
+    """This tree's ACSF against another checkout's, interleaved (alternating order),
+    medians of CPU time: features and features + derivatives on Cu500, Cu108 and 1000
+    ethanol, features + vjp on Cu108, and the derivatives against DScribe's numerical ones."""
+    old_acsf = _import_renamed(checkout)
+    base = molecule("CH3CH2OH")
+    rng = np.random.default_rng(2)
+    images = []
+    for _ in range(1000):
+        m = base.copy()
+        m.positions += rng.normal(scale=0.05, size=m.positions.shape)
+        images.append(m)
     cases = []
-    for name, count, r_cut in (("CH3CH2OH", 455, 3.0), ("CH3CH2OH", 455, 6.0),
-                               ("C6H6", 340, 6.0), ("C60", 60, 4.0)):
-        images = []
-        for _ in range(count):
-            m = molecule(name)
-            m.positions += rng.normal(scale=0.05, size=m.positions.shape)
-            images.append(m)
-        cases.append((f"{count} {name}, r_c {r_cut} Å", images, r_cut))
-    for r_cut in (3.0, 4.6, 6.0):
-        cases.append((f"Cu256, r_c {r_cut} Å", [cu(4)], r_cut))
-    print(f"{'case':<28} {'K':>5} {'blocks [ms]':>12} {'flat [ms]':>10} {'flat/blocks':>12}")
-    for label, images, r_cut in cases:
-        elements = sorted({s for a in images for s in a.get_chemical_symbols()})
-        base = bench_set(elements)
-        acsf = ACSF(elements, r_cut, g2=base.g2, g4=base.g4)
-        i, j, vectors, distances, numbers, _ = batched_pairs(images, r_cut, elements)
-        args = (acsf, i, j, vectors, distances, acsf.element_indices(numbers), False)
-        times = {0: [], 10**6: []}
+    for label, elements, what in (("Cu500", ["Cu"], cu(5)), ("Cu108", ["Cu"], cu(3)),
+                                  ("1000 ethanol", ["H", "C", "O"], images)):
+        new = bench_set(elements)
+        old = old_acsf.ACSF(new.elements, new.r_cut, g2=new.g2, g4=new.g4)
+        for kind in ("features", "features+derivatives"):
+            derivatives = kind != "features"
+            if isinstance(what, list):
+                calls = [lambda d=d, w=what, g=derivatives: d.compute_many(w, g, progress=False)
+                         for d in (new, old)]
+            elif derivatives:
+                calls = [lambda d=d, w=what: _with_derivatives(d, w) for d in (new, old)]
+            else:
+                calls = [lambda d=d, w=what: d.compute(w) for d in (new, old)]
+            cases.append((f"{kind}, {label}", calls))
+    atoms = cu(3)
+    dE_dG = np.random.default_rng(3).normal(size=(len(atoms), bench_set(["Cu"]).n_features))
+    vjp_calls = [lambda d=d: d.compute_with_vjp(atoms)[1](dE_dG)
+                 for d in (bench_set(["Cu"]), old_acsf.ACSF(["Cu"], 6.0, g2=bench_set(["Cu"]).g2,
+                                                           g4=bench_set(["Cu"]).g4))]
+    cases.append(("features+vjp, Cu108", vjp_calls))
+    print(f"load average {os.getloadavg()[0]:.1f}; {repeats} interleaved repeats, medians")
+    print(f"{'case':<36} {'new [ms]':>10} {'old [ms]':>10} {'new/old':>8}")
+    for label, (new_call, old_call) in cases:
+        new_call(), old_call()  # warm up
+        times = ([], [])
         for r in range(repeats):
-            for k in ((0, 10**6) if r % 2 == 0 else (10**6, 0)):
+            for k in ((0, 1) if r % 2 == 0 else (1, 0)):
                 t0 = clock()
-                fast.fast_features(*args, triplet_max_k=k)
+                (new_call, old_call)[k]()
                 times[k].append(clock() - t0)
-        blocks, flat = np.median(times[0]), np.median(times[10**6])
-        print(f"{label:<28} {len(i) / len(numbers):>5.1f} {blocks * 1e3:>12.1f} "
-              f"{flat * 1e3:>10.1f} {flat / blocks:>12.2f}")
+        t_new, t_old = np.median(times[0]), np.median(times[1])
+        print(f"{label:<36} {t_new * 1e3:>10.1f} {t_old * 1e3:>10.1f} {t_new / t_old:>8.3f}")
+    acsf = bench_set(["Cu"])
+    t_der = median_time(lambda: acsf.compute_with_derivatives(atoms), 5)
+    t_num = median_time(lambda: dscribe_like(acsf, True).derivatives(
+        atoms, method="numerical", attach=True), 1)
+    print(f"Cu108 derivatives: DScribe numerical / ours = {t_num / t_der:.0f}x")
+    print(f"load average {os.getloadavg()[0]:.1f}")
 
 
 def bench_cu_emt_featurize():

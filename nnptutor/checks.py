@@ -90,6 +90,32 @@ def finite_difference_derivatives(descriptor, atoms: Atoms, atom: int, h: float 
     return np.stack(out, axis=1)  # (n_atoms, 3, n_features)
 
 
+def finite_difference_gradient(energy, atoms: Atoms, h: float = 1e-5) -> np.ndarray:
+    """Central finite differences of a scalar function of the positions.
+
+    Parameters
+    ----------
+    energy : callable
+        ``energy(atoms) -> float`` (e.g. [eV]); called 6 n_atoms times on displaced copies.
+    atoms : ase.Atoms
+    h : float
+        Displacement [Å].
+
+    Returns
+    -------
+    ndarray, shape (n_atoms, 3)
+        dE/dR [unit of energy / Å]; forces are its negative.
+    """
+    out = np.zeros((len(atoms), 3))
+    for k in range(len(atoms)):
+        for a in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[k, a] += h
+            minus.positions[k, a] -= h
+            out[k, a] = (energy(plus) - energy(minus)) / (2 * h)
+    return out
+
+
 def analytic_column(derivatives, atom: int) -> np.ndarray:
     """dG[:, f]/dR[atom, a] from SparseDerivatives, shape (n_centers, 3, n_features).
 

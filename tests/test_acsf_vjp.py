@@ -45,21 +45,21 @@ def test_vjp_without_or_with_part_of_the_cache(monkeypatch, kept):
     """Blocks beyond the cap are recomputed in the backward pass: same answer."""
     atoms = nacl_cell().repeat((2, 1, 1))
     d = ACSF(["Na", "Cl"], 4.5, g2=G2, g4=G4, g5=G5)
-    blocks = fast._blocks
-    monkeypatch.setattr(fast, "_blocks", lambda i, n: blocks(i, n, block_size=700))
+    monkeypatch.setattr(fast, "BLOCK_SIZE", 700)  # small blocks: several per cell
     plan, counts = fast._plan(d), np.bincount(neighbor_pairs(atoms, 4.5).i)
-    sizes = [fast._VJPBlock.nbytes(plan, *e.shape) for _, e, _ in fast._blocks(
-        np.repeat(np.arange(len(atoms)), counts), len(atoms))]
+    sizes = [fast._vjp_nbytes(plan, *e.shape)
+             for _, e, _ in fast._padded_blocks(counts, fast.BLOCK_SIZE, 2)]
     assert len(sizes) >= 4
     monkeypatch.setattr(fast, "VJP_CACHE_BYTES", 0 if kept == "none" else sum(sizes) // 2)
-    recomputed = []
-    packed = fast._angular_block_packed
-    monkeypatch.setattr(fast, "_angular_block_packed", lambda *a: recomputed.append(1) or packed(*a))
+    made = []
+    vjp_block = fast._vjp_block
+    monkeypatch.setattr(fast, "_vjp_block", lambda *a: made.append(1) or vjp_block(*a))
+    _, vjp = d.compute_with_vjp(atoms)
+    kept_blocks = len(made)
+    vjp(np.ones((len(atoms), d.n_features)))
+    assert len(made) - kept_blocks == len(sizes) - kept_blocks  # the others, recomputed
     assert check_vjp(d, atoms) < 1e-10
-    if kept == "none":
-        assert len(recomputed) == len(sizes)
-    else:
-        assert 2 <= len(recomputed) < len(sizes)
+    assert kept_blocks == 0 if kept == "none" else 1 <= kept_blocks <= len(sizes) - 2
 
 
 def test_vjp_non_integer_and_large_zeta():
@@ -106,12 +106,11 @@ def test_cache_estimate_is_an_upper_bound():
     p = neighbor_pairs(atoms, d.r_cut)
     species = d.element_indices(atoms.numbers)
     ws = fast.Workspace()
-    for cs, entries, valid in fast._blocks(p.i, len(atoms)):
-        block = fast._Block(plan, ws, entries, valid, p.vectors, p.distances, species[p.j])
-        vb = fast._VJPBlock(plan, ws, cs, block)
-        kept = [vb.D, vb.U, vb.r, vb.species, vb.entries, vb.valid, vb.cos]
-        kept += [x for pair in vb.cutoffs.values() for x in pair]
-        assert sum(x.nbytes for x in kept) <= fast._VJPBlock.nbytes(plan, *entries.shape)
+    for cs, entries, valid in fast._padded_blocks(np.bincount(p.i), fast.BLOCK_SIZE, 2):
+        g = fast._vjp_block(plan, ws, cs, entries, valid, p.vectors, p.distances, species[p.j])
+        kept = [g.D, g.U, g.r, g.species, g.entries, g.valid, g.cos]
+        kept += [x for pair in g.cutoffs.values() for x in pair]
+        assert sum(x.nbytes for x in kept) <= fast._vjp_nbytes(plan, *entries.shape)
 
 
 # ---------------------------------------------------------------- Verlet neighbour list

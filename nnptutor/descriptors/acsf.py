@@ -44,7 +44,8 @@ from ase import Atoms
 from ase.data import atomic_numbers
 
 from nnptutor.cutoffs import CUTOFFS, get_cutoff
-from nnptutor.descriptors.base import Descriptor, SparseDerivatives, register
+from nnptutor.descriptors.base import (Descriptor, SparseDerivatives, fold_entry_derivatives,
+                                       register)
 from nnptutor.neighbors import neighbor_pairs, pair_order
 from nnptutor.structures import MIN_DISTANCE, normalize_elements
 
@@ -385,77 +386,6 @@ class ACSF(Descriptor):
         species = self.element_indices(atoms.numbers)
         return fast_features_with_vjp(self, pairs.i, pairs.j, pairs.vectors, pairs.distances,
                                       species, len(atoms))
-
-
-# --------------------------------------------------------------------------------------
-# folding per-entry derivatives onto real atoms
-# --------------------------------------------------------------------------------------
-def fold_entry_derivatives(i, j, entry_derivs, n_atoms):
-    """Turn dG_i/dD_p per neighbour-list entry into dG_i/dR_j per (centre, atom) pair.
-
-    dG_i/dR_j = Σ_{p: i→j} dG_i/dD_p (all images of j), and the self term
-    dG_i/dR_i = −Σ_{p: i→·} dG_i/dD_p (plus any images of i itself among its neighbours).
-
-    Parameters
-    ----------
-    i, j : ndarray of int, shape (n_entries,)
-        Neighbour list sorted by i then j.
-    entry_derivs : ndarray, shape (n_entries, 3, n_features)
-        dG_i/dD_p [feature unit / Å].
-    n_atoms : int
-
-    Returns
-    -------
-    center, neighbor : ndarray of int, shape (n_pairs,)
-        Sorted by centre, then neighbour; the self pair (i, i) present for every atom.
-    values : ndarray, shape (n_pairs, 3, n_features)
-    """
-    n_features = entry_derivs.shape[-1]
-    entry_derivs = entry_derivs.reshape(len(i), 3 * n_features)  # reduceat is fastest in 2D
-    keys = i * n_atoms + j  # non-decreasing, since the list is sorted by (i, j)
-    # sum entries that map to the same (i, j): all images of j seen from i
-    if len(keys):
-        summed, unique_keys = _sum_runs(entry_derivs, keys)  # (n_unique, 3 F), (n_unique,)
-        # self terms: minus the sum over all entries of each centre
-        # (the partial sums per (i, j) are fewer rows than the entries)
-        per_center = np.zeros((n_atoms, 3 * n_features))
-        unique_i = unique_keys // n_atoms
-        center_starts = np.flatnonzero(np.r_[True, unique_i[1:] != unique_i[:-1]])
-        per_center[unique_i[center_starts]] = np.add.reduceat(summed, center_starts, axis=0)
-    else:
-        summed = np.zeros((0, 3 * n_features))
-        unique_keys = keys
-        per_center = np.zeros((n_atoms, 3 * n_features))
-    self_keys = np.arange(n_atoms) * (n_atoms + 1)
-    # sorted union of two sorted key lists (a merge; np.union1d would hash)
-    all_keys = np.sort(np.concatenate([unique_keys, self_keys]), kind="stable")
-    all_keys = all_keys[np.r_[True, all_keys[1:] != all_keys[:-1]]]
-    values = np.zeros((len(all_keys), 3 * n_features))
-    values[np.searchsorted(all_keys, unique_keys)] = summed  # keys are unique: no +=
-    values[np.searchsorted(all_keys, self_keys)] -= per_center
-    return all_keys // n_atoms, all_keys % n_atoms, values.reshape(-1, 3, n_features)
-
-
-def _sum_runs(rows, keys):
-    """Sums of the rows of each run of equal ``keys`` (sorted), and the keys of the runs.
-
-    The same sums as ``np.add.reduceat(rows, starts, axis=0)``, to rounding, about four
-    times faster: runs are short (1 to 4 images of a neighbour), and reduceat pays a
-    per-run overhead, so the first row of every run is copied and the k-th rows of all
-    runs are added in one vectorised step per k.
-
-    rows : (n_rows, n_cols); keys : (n_rows,) non-decreasing.
-    """
-    is_start = np.r_[True, keys[1:] != keys[:-1]]
-    starts = np.flatnonzero(is_start)
-    summed = rows[starts]  # (n_runs, n_cols), a copy
-    if len(starts) < len(keys):
-        run = np.cumsum(is_start) - 1  # run of every row
-        rank = np.arange(len(keys)) - starts[run]  # position of every row in its run
-        for k in range(1, rank.max() + 1):  # the 2nd rows of all runs, the 3rd, ...
-            rows_k = np.flatnonzero(rank == k)  # at most one per run: no repeated targets
-            summed[run[rows_k]] += rows[rows_k]
-    return summed, keys[starts]
 
 
 # --------------------------------------------------------------------------------------
