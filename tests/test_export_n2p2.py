@@ -88,9 +88,9 @@ def nnp_predict(request, tmp_path_factory) -> Path:
     return _build_nnp_predict(target)
 
 
-def _run_nnp_predict(binary: Path, folder: Path, atoms):
+def _run_nnp_predict(binary: Path, folder: Path, atoms, r_cut):
     """Energy [eV] and forces [eV/Å] of ``atoms`` by nnp-predict on the potential in ``folder``."""
-    write_input_data(atoms, folder / "input.data")
+    write_input_data(atoms, folder / "input.data", r_cut=r_cut)
     result = subprocess.run([str(binary), "0"], cwd=folder, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:],
@@ -137,7 +137,9 @@ def _copper_structures(images):
     small.rattle(0.08, seed=3)                   # shortest lattice vector 5.1 Å > r_c
     cluster = Icosahedron("Cu", 2)  # 13 atoms, not periodic
     cluster.rattle(0.05, seed=4)
-    return {"cu_emt frame": images[500], "small triclinic cell": small, "cluster": cluster}
+    slab = next(atoms for atoms in images if list(atoms.pbc) == [True, True, False])
+    return {"cu_emt frame": images[500], "small triclinic cell": small, "cluster": cluster,
+            "slab (periodic in x, y)": slab}
 
 
 def _ethanol_structures(images):
@@ -150,7 +152,7 @@ def _assert_agrees(potential, binary, folder, structures, forces=True):
     write_n2p2(potential, folder, overwrite=True)
     for name, atoms in structures.items():
         ours = potential.predict(atoms, warn=False)
-        energy, theirs = _run_nnp_predict(binary, folder, atoms)
+        energy, theirs = _run_nnp_predict(binary, folder, atoms, potential.descriptor.r_cut)
         assert abs(energy - ours["energy"]) / len(atoms) < ENERGY_TOL, name
         if forces:
             assert np.abs(ours["forces"]).max() > 100 * FORCE_TOL, f"{name}: forces trivially small"
@@ -256,15 +258,17 @@ def test_files_describe_the_potential(ethanol):
 # ---------------------------------------------------------------------------------------
 def test_input_data_reads_back_with_ase(tmp_path):
     """ASE's reader of the (RuNNer = n2p2) input.data format is an independent check."""
-    images = nt.data.load("cu_emt")[:2] + nt.data.load("ethanol_xtb")[:1]
-    path = write_input_data(images, tmp_path / "input.data", require_labels=True)
+    copper = nt.data.load("cu_emt")
+    slab = next(a for a in copper if list(a.pbc) == [True, True, False])
+    images = copper[:2] + [slab] + nt.data.load("ethanol_xtb")[:1]
+    path = write_input_data(images, tmp_path / "input.data", require_labels=True, r_cut=6.0)
     back = list(read_runnerdata(path.open(), index=slice(None), input_units=Units.ASE))
     assert len(back) == len(images)
     for atoms, read in zip(images, back):
         assert read.get_chemical_symbols() == atoms.get_chemical_symbols()
-        assert all(read.pbc) == all(atoms.pbc)
+        assert all(read.pbc) == any(atoms.pbc)  # the slab is written fully periodic
         np.testing.assert_array_equal(read.positions, atoms.positions)
-        if all(atoms.pbc):
+        if any(atoms.pbc):
             np.testing.assert_array_equal(read.cell[:], atoms.cell[:])
         assert read.get_potential_energy() == atoms.get_potential_energy()
         np.testing.assert_array_equal(read.get_forces(), atoms.get_forces())
@@ -275,6 +279,9 @@ def test_input_data_refuses_what_n2p2_cannot_read(tmp_path):
     slab.pbc = [True, True, False]
     with pytest.raises(ValueError, match="periodic along some axes only"):
         write_input_data(slab, tmp_path / "slab.data")
+    surface = next(a for a in nt.data.load("cu_emt") if list(a.pbc) == [True, True, False])
+    with pytest.raises(ValueError, match="periodic along some axes only"):  # 13.5 Å of vacuum
+        write_input_data(surface, tmp_path / "slab.data", r_cut=14.0)
     with pytest.raises(ValueError, match="no stored energy and forces"):
         write_input_data(bulk("Cu"), tmp_path / "unlabelled.data", require_labels=True)
     assert not any(tmp_path.iterdir())

@@ -371,20 +371,41 @@ def _label(atoms: Atoms, name: str):
         return None
 
 
-def _frame(atoms: Atoms, index: int, require_labels: bool) -> list[str]:
+def _vacuum_gaps(atoms: Atoms) -> np.ndarray:
+    """Empty space between the atoms and their periodic image along each cell axis [Å]."""
+    cell = np.asarray(atoms.cell)
+    gaps = np.zeros(3)
+    for axis in range(3):
+        normal = np.cross(cell[axis - 2], cell[axis - 1])  # normal to the other two axes
+        normal /= np.linalg.norm(normal)
+        heights = atoms.positions @ normal  # (n_atoms,)
+        gaps[axis] = abs(cell[axis] @ normal) - np.ptp(heights)
+    return gaps
+
+
+def _periodic(atoms: Atoms, index: int, r_cut: float | None) -> bool:
+    """Whether to write ``atoms`` with lattice vectors (n2p2 knows all or no periodicity)."""
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.any() and abs(atoms.cell.volume) < 1e-6:
+        raise ValueError(f"images[{index}] is periodic but its cell has no volume: give every axis a cell vector")
+    if not pbc.any() or pbc.all():
+        return bool(pbc.all())
+    open_axes = np.flatnonzero(~pbc)
+    if r_cut is not None and (_vacuum_gaps(atoms)[open_axes] > r_cut).all():
+        return True  # images along the open axes lie beyond the cutoff: same features
+    raise ValueError(
+        f"images[{index}] is periodic along some axes only (pbc={pbc.tolist()}): n2p2 reads "
+        "fully periodic or non-periodic structures. Pass r_cut to write it fully periodic "
+        "when its cell leaves more than r_cut of vacuum along the open axes (or add vacuum)."
+    )
+
+
+def _frame(atoms: Atoms, index: int, require_labels: bool, r_cut: float | None) -> list[str]:
     if not isinstance(atoms, Atoms):
         raise ValueError(f"images[{index}] is a {type(atoms).__name__}, not an ase.Atoms")
     if len(atoms) == 0:
         raise ValueError(f"images[{index}] has no atoms")
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    if pbc.any() and not pbc.all():
-        raise ValueError(
-            f"images[{index}] is periodic along some axes only (pbc={pbc.tolist()}): n2p2 "
-            "reads fully periodic or non-periodic structures; make it fully periodic with "
-            "vacuum wider than the cutoff along the open axes"
-        )
-    if pbc.all() and abs(atoms.cell.volume) < 1e-6:
-        raise ValueError(f"images[{index}] is periodic but its cell has no volume")
+    periodic = _periodic(atoms, index, r_cut)
     energy, forces = _label(atoms, "energy"), _label(atoms, "forces")
     if require_labels and (energy is None or forces is None):
         raise ValueError(f"images[{index}] has no stored energy and forces (attach a "
@@ -392,7 +413,7 @@ def _frame(atoms: Atoms, index: int, require_labels: bool) -> list[str]:
     forces = np.zeros((len(atoms), 3)) if forces is None else np.asarray(forces, dtype=float)
     lines = ["begin", f"comment {atoms.get_chemical_formula()} (image {index}) written by nnptutor"
              + ("" if energy is not None else ", no reference energy")]
-    if pbc.all():
+    if periodic:
         lines += ["lattice " + " ".join(f"{x: .16e}" for x in vector) for vector in atoms.cell]
     for position, symbol, force in zip(atoms.positions, atoms.get_chemical_symbols(), forces):
         xyz = " ".join(f"{x: .16e}" for x in position)
@@ -402,7 +423,8 @@ def _frame(atoms: Atoms, index: int, require_labels: bool) -> list[str]:
     return lines
 
 
-def write_input_data(images, path, require_labels: bool = False) -> Path:
+def write_input_data(images, path, require_labels: bool = False,
+                     r_cut: float | None = None) -> Path:
     """Write structures in n2p2's ``input.data`` format (eV, Å).
 
     Parameters
@@ -415,6 +437,11 @@ def write_input_data(images, path, require_labels: bool = False) -> Path:
         The file, replaced if it exists (as ``ase.io.write`` does).
     require_labels : bool
         Refuse structures without stored energy and forces (for a training set).
+    r_cut : float, optional
+        The potential's cutoff [Å]. With it, a structure periodic along some axes only (a
+        slab) is written fully periodic when its cell leaves more than ``r_cut`` of vacuum
+        along the open axes, so that no atom sees the extra images; without it such a
+        structure is refused.
 
     Returns
     -------
@@ -424,8 +451,9 @@ def write_input_data(images, path, require_labels: bool = False) -> Path:
     Raises
     ------
     ValueError
-        A structure that is periodic along some axes only, or (with ``require_labels``)
-        has no stored energy and forces. Raised before the file is opened.
+        A structure periodic along some axes only (unless ``r_cut`` allows it, see above),
+        or (with ``require_labels``) one without stored energy and forces. Raised before
+        the file is opened.
 
     Notes
     -----
@@ -445,7 +473,7 @@ def write_input_data(images, path, require_labels: bool = False) -> Path:
         images = [images]
     lines = []
     for index, atoms in enumerate(images):
-        lines += _frame(atoms, index, require_labels)
+        lines += _frame(atoms, index, require_labels, r_cut)
     if not lines:
         raise ValueError("images is empty: nothing to write")
     path = Path(path)
