@@ -74,7 +74,7 @@ def _num(x) -> str:
 
 
 @dataclass(frozen=True)
-class _SymmetryFunction:
+class SymmetryFunction:
     """One n2p2 symmetry function and the descriptor column it reproduces."""
 
     kind: int                    # n2p2 type: 2 radial, 3 narrow angular, 9 wide angular
@@ -99,13 +99,13 @@ class _SymmetryFunction:
         return f"symfunction_short {center} {self.kind} {names} {params}"
 
 
-def symmetry_functions(descriptor: ACSF) -> list[_SymmetryFunction]:
+def symmetry_functions(descriptor: ACSF) -> list[SymmetryFunction]:
     """The descriptor's features as n2p2 symmetry functions, in n2p2's sorted order.
 
     Parameters
     ----------
     descriptor : ACSF
-        Without G3 (n2p2 has none).
+        Without G3 (n2p2 has none: ValueError).
 
     Returns
     -------
@@ -115,28 +115,34 @@ def symmetry_functions(descriptor: ACSF) -> list[_SymmetryFunction]:
         :attr:`ACSF.feature_labels`: per neighbour element G1 then every G2; then per
         element pair (b, a), b ≤ a, every G4 then every G5.
     """
+    if descriptor.g3:
+        raise ValueError(
+            "n2p2 has no G3 symmetry function (cos(κ R_ij) f_c): build the ACSF without g3 "
+            "and resolve distances with several G2 (different η or R_s) instead."
+        )
     n_elements = len(descriptor.elements)
     functions = []
     for s in range(n_elements):
-        functions.append(_SymmetryFunction(_RADIAL, (s,), 0.0, column=len(functions)))  # G1
+        functions.append(SymmetryFunction(_RADIAL, (s,), 0.0, column=len(functions)))  # G1
         for eta, r_s in descriptor.g2:
-            functions.append(_SymmetryFunction(_RADIAL, (s,), eta, r_s, column=len(functions)))
+            functions.append(SymmetryFunction(_RADIAL, (s,), eta, r_s, column=len(functions)))
     for a in range(n_elements):
         for b in range(a + 1):
             for kind, params in ((_NARROW_ANGULAR, descriptor.g4), (_WIDE_ANGULAR, descriptor.g5)):
                 for eta, zeta, lambda_ in params:
-                    functions.append(_SymmetryFunction(kind, (b, a), eta, 0.0, zeta, lambda_,
+                    functions.append(SymmetryFunction(kind, (b, a), eta, 0.0, zeta, lambda_,
                                                        column=len(functions)))
     if len(functions) != descriptor.n_features:
         raise RuntimeError(f"mapped {len(functions)} of {descriptor.n_features} features")
-    return sorted(functions, key=_SymmetryFunction.sort_key)
+    return sorted(functions, key=SymmetryFunction.sort_key)
 
 
 # --------------------------------------------------------------------------------------
 # validation: everything is checked before anything is written
 # --------------------------------------------------------------------------------------
-def _check_exportable(potential) -> None:
-    """Raise ValueError naming what n2p2 cannot express and what to use instead."""
+def _exportable_parts(potential):
+    """n2p2's symmetry functions and each element's dense layers, after checking that n2p2
+    can express the potential (ValueError naming the reason and the alternative if not)."""
     descriptor = getattr(potential, "descriptor", None)
     model = getattr(potential, "model", None)
     if descriptor is None or model is None:
@@ -147,11 +153,7 @@ def _check_exportable(potential) -> None:
             f"n2p2 cannot express the {name} descriptor: its networks read atom-centred "
             "symmetry functions (G1, G2, G4, G5). Train a BPNN on nt.ACSF(...) to export it."
         )
-    if descriptor.g3:
-        raise ValueError(
-            "n2p2 has no G3 symmetry function (cos(κ R_ij) f_c): build the ACSF without g3 "
-            "and resolve distances with several G2 (different η or R_s) instead."
-        )
+    functions = symmetry_functions(descriptor)
     if descriptor.cutoff not in CUTOFF_TYPES:
         raise ValueError(f"no n2p2 cutoff type for {descriptor.cutoff!r}; use one of {sorted(CUTOFF_TYPES)}")
     if not isinstance(model, BPNN):
@@ -176,8 +178,9 @@ def _check_exportable(potential) -> None:
             raise ValueError(f"the potential's {what} contain NaN or infinite values")
     if (np.asarray(potential.feature_scale) <= 0).any():
         raise ValueError("the potential's feature scale must be positive")
-    for label in model.type_labels:
-        _dense_layers(model.networks[label], model.activation)
+    layers = {label: _dense_layers(model.networks[label], model.activation)
+              for label in model.type_labels}
+    return functions, layers
 
 
 def _dense_layers(network, activation: str) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -285,16 +288,13 @@ def n2p2_files(potential) -> dict[str, str]:
     ValueError
         The potential uses something n2p2 cannot express (see :func:`write_n2p2`).
     """
-    _check_exportable(potential)
-    functions = symmetry_functions(potential.descriptor)
+    functions, layers = _exportable_parts(potential)
     columns = [f.column for f in functions]
     files = {"input.nn": _input_nn(potential, functions),
              "scaling.data": _scaling_data(potential, functions)}
-    model = potential.model
-    for element in model.type_labels:
-        layers = _dense_layers(model.networks[element], model.activation)
+    for element, element_layers in layers.items():
         z = atomic_numbers[element]
-        files[f"weights.{z:03d}.data"] = _weights_data(layers, columns, element)
+        files[f"weights.{z:03d}.data"] = _weights_data(element_layers, columns, element)
     return files
 
 
