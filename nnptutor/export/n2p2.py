@@ -37,7 +37,10 @@ runs without its normalisation keywords, in the course's eV and Å: LAMMPS then 
 network reads them in that order, as does ``scaling.data``. The export sorts our features
 the same way and permutes the first-layer weights and the scaling rows to match.
 
-Numbers are written with 17 significant digits, so n2p2 reads back the same float64.
+Numbers are written with 17 significant digits, so n2p2 reads back the same float64. Two
+activations differ only far out: above x = 20 torch's softplus returns x where n2p2 computes
+log(1 + eˣ) up to x = 35 (a difference below 3e-9), and n2p2's logistic is exactly 0 or 1
+beyond |x| = 35 (below 7e-16).
 What n2p2 cannot express (G3, SingleNN, GMP, pair-centred descriptors, SiLU, …) is refused
 with a ``ValueError`` before any file is written.
 
