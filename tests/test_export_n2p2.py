@@ -236,6 +236,12 @@ def test_existing_files_are_kept_unless_overwrite(copper, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
 
 
+def test_a_saved_and_loaded_potential_exports_the_same_files(copper, tmp_path):
+    potential, _ = copper
+    potential.save(tmp_path / "cu.pt")
+    assert n2p2_files(nt.Potential.load(tmp_path / "cu.pt")) == n2p2_files(potential)
+
+
 def test_files_describe_the_potential(ethanol):
     """One symmetry-function line and one scaling row per feature and element, the
     weights count of each network, and the reference energies, as n2p2 reads them."""
