@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -89,7 +90,8 @@ def nnp_predict(request, tmp_path_factory) -> Path:
 
 
 def _run_nnp_predict(binary: Path, folder: Path, atoms, r_cut):
-    """Energy [eV] and forces [eV/Å] of ``atoms`` by nnp-predict on the potential in ``folder``."""
+    """Energy [eV], forces [eV/Å] and the atoms n2p2 warns about (features outside the
+    min/max of scaling.data) of ``atoms`` by nnp-predict on the potential in ``folder``."""
     write_input_data(atoms, folder / "input.data", r_cut=r_cut)
     result = subprocess.run([str(binary), "0"], cwd=folder, capture_output=True, text=True,
                             timeout=120)
@@ -98,7 +100,8 @@ def _run_nnp_predict(binary: Path, folder: Path, atoms, r_cut):
     energy = np.loadtxt(folder / "energy.out", comments="#", ndmin=2)  # conf natoms Eref Ennp ...
     forces = np.loadtxt(folder / "nnforces.out", comments="#", ndmin=2)  # conf i fref(3) f(3)
     assert energy.shape[0] == 1 and int(energy[0, 1]) == len(atoms)
-    return energy[0, 3], forces[:, 5:8]
+    warned = {int(atom) for atom in re.findall(r"EXTRAPOLATION WARNING.*? ATOM: +(\d+)", result.stderr)}
+    return energy[0, 3], forces[:, 5:8], warned
 
 
 # ---------------------------------------------------------------------------------------
@@ -138,8 +141,8 @@ def _copper_structures(images):
     cluster = Icosahedron("Cu", 2)  # 13 atoms, not periodic
     cluster.rattle(0.05, seed=4)
     slab = next(atoms for atoms in images if list(atoms.pbc) == [True, True, False])
-    return {"cu_emt frame": images[500], "small triclinic cell": small, "cluster": cluster,
-            "slab (periodic in x, y)": slab}
+    return {"training frame": images[3], "cu_emt frame": images[500],
+            "small triclinic cell": small, "cluster": cluster, "slab (periodic in x, y)": slab}
 
 
 def _ethanol_structures(images):
@@ -152,8 +155,14 @@ def _assert_agrees(potential, binary, folder, structures, forces=True):
     write_n2p2(potential, folder, overwrite=True)
     for name, atoms in structures.items():
         ours = potential.predict(atoms, warn=False)
-        energy, theirs = _run_nnp_predict(binary, folder, atoms, potential.descriptor.r_cut)
+        energy, theirs, warned = _run_nnp_predict(binary, folder, atoms, potential.descriptor.r_cut)
         assert abs(energy - ours["energy"]) / len(atoms) < ENERGY_TOL, name
+        # n2p2 warns about features outside scaling.data's min/max: the raw training range
+        # (nnptutor's own warning allows 1e-3 of each feature's width beyond it)
+        outside = potential.feature_range.outside(potential.descriptor.compute(atoms),
+                                                  potential.descriptor.center_types(atoms),
+                                                  tolerance=0.0)
+        assert warned == set(np.flatnonzero(outside).tolist()), name
         if forces:
             assert np.abs(ours["forces"]).max() > 100 * FORCE_TOL, f"{name}: forces trivially small"
             np.testing.assert_allclose(theirs, ours["forces"], rtol=0, atol=FORCE_TOL, err_msg=name)

@@ -6,7 +6,8 @@ n2p2 (Singraber, Behler & Dellago, JCTC 15, 1827, 2019; Singraber et al., JCTC 1
 * ``input.nn``: elements, reference atomic energies, cutoff type, feature scaling, network
   topology and one ``symfunction_short`` line per symmetry function;
 * ``scaling.data``: per element and symmetry function the min, max, mean and standard
-  deviation over the training set;
+  deviation over the training set (n2p2 and LAMMPS issue an extrapolation warning for a
+  feature outside [min, max]; nnptutor's own warning allows 1e-3 of the width beyond it);
 * ``weights.NNN.data``: the network of the element with atomic number NNN, one number a line.
 
 How the course's :class:`~nnptutor.Potential` maps onto these files:
