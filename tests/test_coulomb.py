@@ -6,7 +6,6 @@ from ase.build import molecule
 from nnptutor.checks import random_rotation
 from nnptutor.descriptors import CoulombMatrix, descriptor_from_dict
 
-dscribe = pytest.importorskip("dscribe.descriptors")
 
 OURS_TO_DSCRIBE = {"none": "none", "sorted": "sorted_l2", "eigenspectrum": "eigenspectrum"}
 
@@ -20,6 +19,7 @@ def _distorted(name, seed=0):
 @pytest.mark.parametrize("permutation", list(OURS_TO_DSCRIBE))
 @pytest.mark.parametrize("name", ["C6H6", "CH3CH2OH", "H2O"])
 def test_equal_to_dscribe(permutation, name):
+    dscribe = pytest.importorskip("dscribe.descriptors")  # only this test needs DScribe
     atoms = _distorted(name)
     ours = CoulombMatrix(n_atoms_max=14, permutation=permutation)
     theirs = dscribe.CoulombMatrix(n_atoms_max=14, permutation=OURS_TO_DSCRIBE[permutation])
@@ -102,3 +102,13 @@ def test_round_trip_through_dict():
     again = descriptor_from_dict(cm.to_dict())
     assert again == cm and again is not cm
     assert again != CoulombMatrix(n_atoms_max=7, permutation="sorted")
+
+
+def test_one_centre_per_molecule():
+    """The whole molecule is the Coulomb matrix's one centre, of type "molecule"."""
+    cm = CoulombMatrix(n_atoms_max=12)
+    atoms = molecule("CH3CH2OH")
+    assert cm.type_labels == ("molecule",)
+    assert cm.center_types(atoms).tolist() == [0]
+    assert cm.center_atoms(atoms).shape == (0,)
+    assert cm.compute(atoms).shape == (cm.n_features,)

@@ -23,23 +23,11 @@ def register(cls):
 
 
 def descriptor_from_dict(data: dict):
-    """Rebuild a descriptor from :meth:`Descriptor.to_dict` output.
+    """:func:`nnptutor.descriptors.descriptor_from_dict`, for callers that import it from
+    here (the package is always loaded before this module, so nothing is imported)."""
+    import sys
 
-    Only registered classes can be built, by name, from plain JSON-able values: loading a
-    model file never imports or executes code named in the file.
-    """
-    from nnptutor.descriptors import _load_all
-
-    _load_all()
-    name = data.get("name") if isinstance(data, dict) else None
-    if name not in _REGISTRY:
-        raise ValueError(
-            f"unknown descriptor {name!r} in saved data; known: {sorted(_REGISTRY)}"
-        )
-    return _REGISTRY[name].from_dict(data)
-
-
-# --------------------------------------------------------------------------------------
+    return sys.modules["nnptutor.descriptors"].descriptor_from_dict(data)# --------------------------------------------------------------------------------------
 # folding per-entry derivatives onto real atoms, and their transpose for forces
 # --------------------------------------------------------------------------------------
 def fold_entry_derivatives(i, j, entry_derivs, n_atoms):

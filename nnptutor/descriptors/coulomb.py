@@ -170,11 +170,21 @@ class CoulombMatrix(Descriptor):
             "permutation": self.permutation,
         }
 
+    #: One centre per structure: the whole molecule, of a single type.
+    type_labels = ("molecule",)
+
+    def center_atoms(self, atoms: Atoms) -> np.ndarray:
+        """No atom is a centre on its own: an empty index array, shape (0,)."""
+        return np.zeros(0, dtype=np.int64)
+
     def center_types(self, atoms: Atoms) -> np.ndarray:
-        raise ValueError(
-            "CoulombMatrix describes whole molecules and has no per-atom centres; "
-            "use it with kernel ridge regression, not with atom-centred models"
-        )
+        """The one centre's type: ``[0]`` ("molecule"), shape (1,), for any molecule.
+
+        The Coulomb matrix describes the molecule as a whole (one feature vector from
+        :meth:`compute`), as kernel ridge regression on energies uses it.
+        """
+        self._check(atoms)
+        return np.zeros(1, dtype=np.int64)
 
     def __repr__(self) -> str:
         return (
