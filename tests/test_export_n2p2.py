@@ -251,6 +251,23 @@ def test_a_saved_and_loaded_potential_exports_the_same_files(copper, tmp_path):
     assert n2p2_files(nt.Potential.load(tmp_path / "cu.pt")) == n2p2_files(potential)
 
 
+def test_an_element_absent_from_training_gets_a_finite_empty_range(copper):
+    """Cu–Au potential trained on copper only: Au's rows of scaling.data hold min = max =
+    mean (any Au atom extrapolates, as in nnptutor), never inf or nan."""
+    _, images = copper
+    descriptor = nt.ACSF(["Cu", "Au"], r_cut=4.0, g2=[(1.0, 0.0)], g4=[(0.01, 1, 1)])
+    model = nt.BPNN(descriptor.elements, descriptor.n_features, hidden=(4,), activation="tanh")
+    potential = _train(nt.Potential(descriptor, model), images[:4], epochs=1)
+    files = n2p2_files(potential)
+    assert not any(bad in text for text in files.values() for bad in ("inf", "nan"))
+    rows = np.array([line.split() for line in files["scaling.data"].splitlines()
+                     if not line.startswith("#")], dtype=float)
+    gold = rows[rows[:, 0] == 2]  # element 2 = Au (elements sorted by atomic number)
+    assert len(gold) == descriptor.n_features
+    np.testing.assert_array_equal(gold[:, 2], gold[:, 4])
+    np.testing.assert_array_equal(gold[:, 3], gold[:, 4])
+
+
 def test_files_describe_the_potential(ethanol):
     """One symmetry-function line and one scaling row per feature and element, the
     weights count of each network, and the reference energies, as n2p2 reads them."""
