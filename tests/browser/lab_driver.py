@@ -1,20 +1,19 @@
-"""Drive the course in JupyterLab the way a student does: open, run all, move sliders.
+"""Drive the course in JupyterLab the way a student does: open a notebook, run all, check it.
 
 One JupyterLab page serves the whole session (loading JupyterLab costs more than most checks).
 Notebooks are opened in tabs of it, a few at a time so that their kernels run side by side
 (:class:`CourseRunner`), checked one at a time in the front tab, and closed with their kernels. The page is a real
 JupyterLab (``--LabApp.expose_app_in_browser``), so besides the DOM the helpers may ask the
-app for the notebook model and send code to the notebook's own kernel.
+app for the notebook model and send code to the notebook's own kernel. Widget controls are
+found and operated in ``controls.py``.
 """
 from __future__ import annotations
 
 import io
 import json
-import math
 import re
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -95,21 +94,6 @@ _EXECUTE = f"""async ([path, code]) => {{
   return text;
 }}"""
 _WIDGETS_RENDERED = f"""(path) => !{_PANELS}[path].node.textContent.includes('Loading widget...')"""
-# Images a slider drives: those in the nearest enclosing element (inside its cell) that has any.
-_IMAGES_NEAR = """(slider) => {
-  for (let node = slider.parentElement; node; node = node.parentElement) {
-    const images = Array.from(node.querySelectorAll('img')).map(img => img.src);
-    if (images.length || node.classList.contains('jp-Cell')) return images;
-  }
-  return [];
-}"""
-# A new figure next to the slider: images differ from ``before``, none is empty, and the
-# notebook's kernel is idle.
-_NEW_FIGURE_NEAR = f"""([slider, before, path]) => {{
-  const images = ({_IMAGES_NEAR})(slider);
-  return images.length > 0 && JSON.stringify(images) !== JSON.stringify(before)
-         && ({_STATUS_JS})(path) === 'idle';
-}}"""
 # Boxes of a cell's images relative to the cell, once decoded and two frames painted.
 _DECODED_IMAGE_BOXES = """async (cell) => {
   const images = Array.from(cell.querySelectorAll('img'));
@@ -121,37 +105,10 @@ _DECODED_IMAGE_BOXES = """async (cell) => {
     return [box.left - origin.left, box.top - origin.top, box.width, box.height];
   });
 }"""
-# Every slider widget in the kernel: model id -> [description, value shown to the student].
-_KERNEL_SLIDERS = """
-import json as _json, warnings as _warnings
-from ipywidgets.widgets.widget import _instances as _widget_instances
-with _warnings.catch_warnings():
-    _warnings.simplefilter("ignore")
-    print(_json.dumps({key: [m.description, str(m.label) if hasattr(m, "label") else m.value]
-                       for key, m in list(_widget_instances.items())
-                       if type(m).__name__.endswith("Slider")}))
-"""
 ERROR_SELECTORS = [
     '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]',
     '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"]',
 ]
-# Slider labels the course promises, with the spellings a notebook may use.
-SLIDER_NAMES = {
-    "η": {"η", "eta", "$\\eta$"}, "R_s": {"R_s", "r_s", "Rs", "$R_s$"},
-    "κ": {"κ", "kappa", "$\\kappa$"}, "ζ": {"ζ", "zeta", "$\\zeta$"},
-    "λ": {"λ", "lambda", "lambda_", "$\\lambda$"},
-}
-
-
-def canonical_label(text: str) -> str:
-    """The course's name for a slider label (``eta`` -> ``η``), else the label itself."""
-    text = text.strip().rstrip(":").strip()
-    for name, spellings in SLIDER_NAMES.items():
-        if text in spellings:
-            return name
-    return text
-
-
 def expected_seconds(path: Path) -> float:
     """How long the notebook took when it was last executed (its cells' ``execution``
     timestamps, written by nbconvert/nbclient), 0 where none are recorded.
@@ -174,7 +131,7 @@ def uses_widgets(path: Path) -> bool:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        if re.search(r"ipywidgets|\binteract(ive)?\b|_explorer\(|nt\.widgets", cell.source):
+        if re.search(r"ipywidgets|\binteract(ive)?\b|_explorer\(|nt\.widgets|nnptutor\.widgets", cell.source):
             return True
         if any("application/vnd.jupyter.widget-view+json" in out.get("data", {}) for out in cell.outputs):
             return True
@@ -202,16 +159,6 @@ def last_output(path: Path):
                  else out["data"]["text/plain"] for out in cell.outputs]
         return index, "".join(texts).strip() or None
     return None, None
-
-
-@dataclass
-class SliderMove:
-    label: str
-    readout_before: str
-    readout_after: str
-    figure_changed: bool
-    kernel_change: dict  # model id -> (description, before, after) for every slider that moved
-    kernel_after: dict  # model id -> [description, value] of every slider after the move
 
 
 class LabPage:
@@ -318,9 +265,6 @@ class NotebookTab:
         """Run ``code`` in the notebook's kernel (not in a cell); return what it printed."""
         return self.page.evaluate(_EXECUTE, [self.relpath, code])
 
-    def kernel_sliders(self) -> dict:
-        return json.loads(self.execute(_KERNEL_SLIDERS))
-
     def cell(self, index: int):
         return self.root.locator(".jp-Cell").nth(index)
 
@@ -328,74 +272,6 @@ class NotebookTab:
         cell = self.cell(index)
         cell.scroll_into_view_if_needed()
         return "\n".join(cell.locator(".jp-OutputArea-output").all_inner_texts()).strip()
-
-    # --- sliders ----------------------------------------------------------------------------
-    def sliders(self):
-        """{canonical label: [slider locators]} for every ipywidgets slider on the page."""
-        found = {}
-        boxes = self.root.locator(".widget-slider")
-        for k in range(boxes.count()):
-            box = boxes.nth(k)
-            label = canonical_label(box.locator(".widget-label").first.inner_text())
-            found.setdefault(label, []).append(box)
-        return found
-
-    def images_near(self, slider) -> list[str]:
-        """Sources of the images the slider drives (see ``_IMAGES_NEAR``)."""
-        return slider.evaluate(_IMAGES_NEAR)
-
-    def wait_for_images_near(self, slider, other_than: list[str], timeout: float = 30.0) -> list[str]:
-        """Wait until the images next to the slider are not ``other_than``; return them."""
-        self.page.wait_for_function(
-            f"([slider, before]) => JSON.stringify(({_IMAGES_NEAR})(slider)) !== JSON.stringify(before)",
-            arg=[slider.element_handle(), other_than], polling=100, timeout=timeout * 1000)
-        return self.images_near(slider)
-
-    def press(self, slider) -> tuple[str, str]:
-        """Move a slider one step with the keyboard (right, or left when at the maximum).
-
-        Returns the readout (before, after)."""
-        readout = slider.locator(".widget-readout")
-        before = readout.inner_text()
-        handle = slider.locator(".noUi-handle").first
-        handle.scroll_into_view_if_needed()
-        handle.focus()
-        for key in ("ArrowRight", "ArrowLeft"):
-            handle.press(key)
-            if readout.inner_text() != before:
-                break
-        return before, readout.inner_text()
-
-    def move(self, slider, before_kernel: dict | None = None, timeout: float = 30.0) -> SliderMove:
-        """Move a slider one step, wait for the kernel to redraw, and report what changed.
-
-        ``before_kernel``: :meth:`kernel_sliders` now, if the caller knows it. The redraw is
-        over when a new figure shows next to the slider with the kernel idle, and the figure is
-        still the same after a round trip to the kernel (a callback may show more than one)."""
-        label = canonical_label(slider.locator(".widget-label").first.inner_text())
-        before_images = self.images_near(slider)
-        if before_kernel is None:
-            before_kernel = self.kernel_sliders()
-        before_readout, after_readout = self.press(slider)
-        handle = slider.element_handle()
-        deadline, after_images = time.monotonic() + timeout, None
-        while after_images is None and time.monotonic() < deadline:
-            try:
-                self.page.wait_for_function(
-                    _NEW_FIGURE_NEAR, arg=[handle, before_images, self.relpath], polling=100,
-                    timeout=max(deadline - time.monotonic(), 0.001) * 1000)
-            except PlaywrightTimeout:
-                break
-            now = self.images_near(slider)
-            self.kernel_sliders()  # a round trip to the kernel
-            if self.images_near(slider) == now:
-                after_images = now
-        after_kernel = self.kernel_sliders()
-        change = {key: (description, before_kernel.get(key, [None, None])[1], value)
-                  for key, (description, value) in after_kernel.items()
-                  if before_kernel.get(key, [None, None])[1] != value}
-        return SliderMove(label, before_readout, after_readout, after_images is not None,
-                          change, after_kernel)
 
     def screenshot(self, index: int, path: Path) -> bool:
         """Save a PNG of cell ``index``; return whether every figure in it shows on the PNG
@@ -488,14 +364,3 @@ def _ink(png: bytes, box) -> float:
     left, top, width, height = (int(round(v)) for v in box)
     region = gray[max(top, 0):top + height, max(left, 0):left + width]
     return float((region < 200).mean()) if region.size else 0.0
-
-
-def readout_matches(readout: str, value) -> bool:
-    """Whether the readout a student reads shows the value the kernel holds."""
-    if isinstance(value, str):
-        return readout.strip() == value.strip()
-    try:
-        shown = float(readout.replace("−", "-"))
-    except ValueError:
-        return False
-    return math.isclose(shown, value, rel_tol=5e-3, abs_tol=5e-3)
