@@ -243,8 +243,8 @@ def shown_matches(shown: str | None, value) -> bool:
     """Whether the value the page shows is the value the kernel holds."""
     if isinstance(value, bool):
         return shown == str(value).lower()
-    if isinstance(value, str):
-        return (shown or "").strip() == value.strip()
+    if isinstance(value, str):  # ipywidgets shows spaces in option labels as no-break spaces
+        return " ".join((shown or "").split()) == " ".join(value.split())
     try:
         number = float((shown or "").replace("−", "-"))
     except ValueError:
