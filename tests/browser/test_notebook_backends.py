@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted(
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]*.ipynb")) + sorted(
     (Path(__file__).parent / "fixtures").glob("*.ipynb"))
 MAGIC = re.compile(r"^\s*%matplotlib\s+(\S+)", re.M)
 USE = re.compile(r"""matplotlib\.use\(\s*["']([^"']+)["']""")
