@@ -288,3 +288,146 @@ def benzene_derivative(substituent: str) -> Atoms:
     del benzene[6]
     n_h = len(positions) - 1
     return benzene + Atoms(symbol + "H" * n_h, positions=positions)
+
+
+def fast_nve_energy_trace(
+    atoms: Atoms,
+    epsilon: float,
+    sigma: float,
+    r_cut: float,
+    cutoff: str,
+    n_steps: int,
+    timestep_fs: float,
+    temperature_K: float,
+    seed: int = 0,
+    skin: float = 1.0,
+) -> dict[str, np.ndarray]:
+    """:func:`nve_energy_trace` for :class:`CutoffPairPotential`, vectorised for speed.
+
+    The same velocity-Verlet steps and starting velocities as :func:`nve_energy_trace`
+    (equal to it to rounding), but the pair list is built once with ``r_cut + skin`` and
+    reused while no atom has moved more than ``skin / 2``, and each step is a few numpy
+    operations instead of an ASE calculator call: about 20 times faster for 32 atoms, fast
+    enough to precompute a grid of runs for a widget (:func:`energy_error_grid`).
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        Starting structure; positions in Å. Not changed.
+    epsilon, sigma : float
+        Lennard-Jones ε [eV] and σ [Å].
+    r_cut : float
+        Cutoff radius R_c [Å].
+    cutoff : {"hard", "shifted", "cosine", "tanh3"}
+        Scheme of :func:`pair_energy`.
+    n_steps : int
+        Number of MD steps.
+    timestep_fs : float
+        Time step Δt [fs].
+    temperature_K : float
+        Initial temperature [K].
+    seed : int
+        Seed for the velocities.
+    skin : float
+        Extra radius of the reused pair list [Å].
+
+    Returns
+    -------
+    dict of ndarray, each shape (n_steps + 1,)
+        ``time_fs`` [fs]; ``potential``, ``kinetic``, ``total`` energies [eV].
+    """
+    from ase import units
+    from ase.md.velocitydistribution import Stationary
+
+    if cutoff not in PAIR_CUTOFFS:
+        raise ValueError(f"unknown cutoff {cutoff!r}; choose one of {PAIR_CUTOFFS}")
+    if int(n_steps) != n_steps or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+    atoms = atoms.copy()
+    rng = np.random.default_rng(seed)  # the same draw as nve_energy_trace
+    std = np.sqrt(atoms.get_masses() * units.kB * temperature_K)  # (n_atoms,)
+    atoms.set_momenta(rng.normal(size=(len(atoms), 3)) * std[:, None])
+    Stationary(atoms)
+    masses = atoms.get_masses()[:, None]  # (n_atoms, 1), ASE mass unit
+    positions, velocities = atoms.positions.copy(), atoms.get_velocities()  # Å, ASE units
+    dt = timestep_fs * units.fs
+    n_atoms = len(atoms)
+
+    def pair_list():
+        # i, j and the periodic image shift of each pair within r_cut + skin
+        pairs = neighbor_pairs(atoms, r_cut + skin)
+        shift = pairs.vectors - (atoms.positions[pairs.j] - atoms.positions[pairs.i])  # (n_pairs, 3)
+        return pairs.i, pairs.j, shift, atoms.positions.copy()
+
+    def energy_and_forces(i, j, shift):
+        vectors = positions[j] - positions[i] + shift  # (n_pairs, 3)
+        distances = np.linalg.norm(vectors, axis=1)  # (n_pairs,)
+        value, derivative = pair_energy(distances, epsilon, sigma, r_cut, cutoff)
+        per_pair = (derivative / distances)[:, None] * vectors  # (n_pairs, 3)
+        forces = np.stack([np.bincount(i, weights=per_pair[:, a], minlength=n_atoms)
+                           for a in range(3)], axis=1)  # (n_atoms, 3)
+        return 0.5 * value.sum(), forces
+
+    i, j, shift, built_at = pair_list()
+    energy, forces = energy_and_forces(i, j, shift)
+    potential, kinetic = [energy], [0.5 * np.sum(masses * velocities**2)]
+    for _ in range(int(n_steps)):
+        velocities += 0.5 * dt * forces / masses
+        positions += dt * velocities
+        if np.linalg.norm(positions - built_at, axis=1).max() > 0.5 * skin:
+            atoms.positions = positions
+            i, j, shift, built_at = pair_list()
+        energy, forces = energy_and_forces(i, j, shift)
+        velocities += 0.5 * dt * forces / masses
+        potential.append(energy)
+        kinetic.append(0.5 * np.sum(masses * velocities**2))
+    potential, kinetic = np.array(potential), np.array(kinetic)
+    return {
+        "time_fs": np.arange(len(potential)) * timestep_fs,
+        "potential": potential,
+        "kinetic": kinetic,
+        "total": potential + kinetic,
+    }
+
+
+def energy_error_grid(
+    atoms: Atoms,
+    epsilon: float,
+    sigma: float,
+    r_cuts,
+    cutoffs=PAIR_CUTOFFS,
+    n_steps: int = 300,
+    timestep_fs: float = 5.0,
+    temperature_K: float = 60.0,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Largest total-energy error of short NVE runs for every cutoff scheme and radius.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        Starting structure (e.g. 32 argon atoms); positions in Å.
+    epsilon, sigma : float
+        Lennard-Jones ε [eV] and σ [Å].
+    r_cuts : sequence of float, shape (n_radii,)
+        Cutoff radii R_c [Å].
+    cutoffs : sequence of str
+        Schemes of :func:`pair_energy`.
+    n_steps, timestep_fs, temperature_K, seed
+        As :func:`fast_nve_energy_trace`.
+
+    Returns
+    -------
+    dict
+        ``r_cut`` (n_radii,) [Å] and, for each scheme, an array (n_radii,) of
+        max_t |E_tot(t) − E_tot(0)| / N [meV/atom].
+    """
+    grid = {"r_cut": np.asarray(r_cuts, dtype=float)}
+    for name in cutoffs:
+        errors = []
+        for r_cut in grid["r_cut"]:
+            trace = fast_nve_energy_trace(atoms, epsilon, sigma, r_cut, name, n_steps,
+                                          timestep_fs, temperature_K, seed)
+            errors.append(1e3 * np.abs(trace["total"] - trace["total"][0]).max() / len(atoms))
+        grid[name] = np.array(errors)
+    return grid

@@ -170,3 +170,40 @@ def test_plots_return_labelled_axes():
     ax = plotting.plot_cutoff_sphere(bulk("Cu", "fcc", a=3.61, cubic=True), 0, 2.6)
     assert "12 neighbours" in ax.get_legend().get_texts()[1].get_text()  # fcc: 12 nearest
     plt.close("all")
+
+
+@pytest.mark.parametrize("cutoff", PAIR_CUTOFFS)
+def test_fast_trace_equals_ase_velocity_verlet(cutoff):
+    from nnptutor.demos import fast_nve_energy_trace
+
+    argon = bulk("Ar", "fcc", a=5.26, cubic=True) * (2, 2, 2)
+    reference = nve_energy_trace(argon, CutoffPairPotential(EPSILON, SIGMA, R_CUT, cutoff),
+                                 n_steps=60, timestep_fs=5.0, temperature_K=60, seed=3)
+    fast = fast_nve_energy_trace(argon, EPSILON, SIGMA, R_CUT, cutoff, n_steps=60,
+                                 timestep_fs=5.0, temperature_K=60, seed=3)
+    for key in ("time_fs", "potential", "kinetic", "total"):
+        np.testing.assert_allclose(fast[key], reference[key], rtol=0, atol=1e-10)
+    assert np.ptp(fast["potential"]) > 1e-3  # the atoms really moved
+
+
+def test_fast_trace_rebuilds_its_pair_list():
+    from nnptutor.demos import fast_nve_energy_trace
+
+    argon = bulk("Ar", "fcc", a=5.26, cubic=True) * (2, 2, 2)
+    # a tiny skin forces many rebuilds; the result must not depend on it
+    args = (argon, EPSILON, SIGMA, R_CUT, "tanh3", 80, 5.0, 120.0, 0)
+    small, large = fast_nve_energy_trace(*args, skin=0.02), fast_nve_energy_trace(*args, skin=1.5)
+    np.testing.assert_allclose(small["total"], large["total"], rtol=0, atol=1e-10)
+
+
+def test_energy_error_grid_orders_the_cutoffs():
+    from nnptutor.demos import energy_error_grid
+
+    argon = bulk("Ar", "fcc", a=5.26, cubic=True) * (2, 2, 2)
+    grid = energy_error_grid(argon, EPSILON, SIGMA, [6.0, 6.8], n_steps=200)
+    assert grid["r_cut"].tolist() == [6.0, 6.8]
+    for name in PAIR_CUTOFFS:
+        assert grid[name].shape == (2,) and np.all(grid[name] >= 0)
+    # pairs cross R_c at 60 K: the jump of the hard cutoff dominates every smooth one
+    assert np.all(grid["hard"] > 10 * grid["tanh3"])
+    assert np.all(grid["hard"] > 10 * grid["cosine"])
