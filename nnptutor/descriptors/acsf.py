@@ -363,10 +363,9 @@ class ACSF(Descriptor):
             ``vjp(dE_dG)`` with dE_dG of shape (n_atoms, n_features) [eV / feature unit]
             returns dE/dR of shape (n_atoms, 3) [eV/Å] (forces are −dE/dR). With the fast
             method, dE/dG is contracted into per-pair and per-triplet scalars before any
-            3-vector is formed, so no derivative array is built; the per-block geometry
-            and triplet cutoffs are kept from the forward pass up to
-            ``_acsf_fast.VJP_CACHE_BYTES`` (128 MiB, about 1700 Cu atoms at r_cut 6 Å) and
-            recomputed beyond. ``vjp`` may be called more than once. Consecutive calls
+            3-vector is formed, so no derivative array is built (the backward pass
+            recomputes each block's geometry; nothing large is kept between the two).
+            ``vjp`` may be called more than once. Consecutive calls
             on one system (MD) reuse a neighbour list with a 0.5 Å Verlet skin
             (:mod:`._verlet`).
         """

@@ -27,7 +27,10 @@ def descriptor_from_dict(data: dict):
     here (the package is always loaded before this module, so nothing is imported)."""
     import sys
 
-    return sys.modules["nnptutor.descriptors"].descriptor_from_dict(data)# --------------------------------------------------------------------------------------
+    return sys.modules["nnptutor.descriptors"].descriptor_from_dict(data)
+
+
+# --------------------------------------------------------------------------------------
 # folding per-entry derivatives onto real atoms, and their transpose for forces
 # --------------------------------------------------------------------------------------
 def fold_entry_derivatives(i, j, entry_derivs, n_atoms):
