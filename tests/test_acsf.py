@@ -279,8 +279,8 @@ def test_bad_structures():
     "kwargs, message",
     [
         (dict(elements=["Xx"]), "unknown chemical element"),
-        (dict(r_cut=0.0), "r_cut must be > 0"),
-        (dict(r_cut=-3.0), "r_cut must be > 0"),
+        (dict(r_cut=0.0), "r_cut must be a positive number"),
+        (dict(r_cut=-3.0), "r_cut must be a positive number"),
         (dict(g2=[(-0.1, 0.0)]), r"g2\[0\]: eta must be > 0"),
         (dict(g2=[(0.0, 0.0)]), r"g2\[0\]: eta must be > 0"),
         (dict(g2=[(0.1, -1.0)]), "r_s must be >= 0"),

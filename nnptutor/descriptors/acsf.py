@@ -36,65 +36,20 @@ dG_i/dR_i = −Σ_p dG_i/dD_p, which maps periodic images onto the real atom.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
 
-from nnptutor.cutoffs import CUTOFFS, get_cutoff
+from nnptutor.cutoffs import get_cutoff
+from nnptutor.descriptors import validation as check
 from nnptutor.descriptors.base import (Descriptor, SparseDerivatives, fold_entry_derivatives,
                                        register)
 from nnptutor.neighbors import neighbor_pairs, pair_order
 from nnptutor.structures import MIN_DISTANCE, normalize_elements
 
 METHODS = ("fast", "reference")
-
-
-# --------------------------------------------------------------------------------------
-# parameters
-# --------------------------------------------------------------------------------------
-def _finite(x, what):
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number, got {x!r}") from None
-    if not math.isfinite(x):
-        raise ValueError(f"{what} must be finite, got {x}")
-    return x
-
-
-def _check_g2(g2):
-    out = []
-    for n, entry in enumerate(g2 or []):
-        if len(entry) != 2:
-            raise ValueError(f"g2[{n}] must be (eta, r_s), got {entry!r}")
-        eta, r_s = _finite(entry[0], f"g2[{n}] eta"), _finite(entry[1], f"g2[{n}] r_s")
-        if eta <= 0:
-            raise ValueError(f"g2[{n}]: eta must be > 0 Å⁻², got {eta}")
-        if r_s < 0:
-            raise ValueError(f"g2[{n}]: r_s must be >= 0 Å, got {r_s}")
-        out.append((eta, r_s))
-    return out
-
-
-def _check_angular(params, name):
-    out = []
-    for n, entry in enumerate(params or []):
-        if len(entry) != 3:
-            raise ValueError(f"{name}[{n}] must be (eta, zeta, lambda_), got {entry!r}")
-        eta = _finite(entry[0], f"{name}[{n}] eta")
-        zeta = _finite(entry[1], f"{name}[{n}] zeta")
-        lam = _finite(entry[2], f"{name}[{n}] lambda")
-        if eta < 0:
-            raise ValueError(f"{name}[{n}]: eta must be >= 0 Å⁻², got {eta}")
-        if zeta < 1:
-            raise ValueError(f"{name}[{n}]: zeta must be >= 1, got {zeta}")
-        if lam not in (-1.0, 1.0):
-            raise ValueError(f"{name}[{n}]: lambda must be +1 or -1, got {lam}")
-        out.append((eta, zeta, lam))
-    return out
 
 
 def _num(x: float) -> str:
@@ -148,20 +103,13 @@ class ACSF(Descriptor):
         method: str = "fast",
     ):
         self.elements = normalize_elements(elements)
-        r_cut = _finite(r_cut, "r_cut")
-        if r_cut <= 0:
-            raise ValueError(f"r_cut must be > 0 Å, got {r_cut}")
-        self.r_cut = r_cut
-        self.g2 = _check_g2(g2)
-        self.g3 = [_finite(k, f"g3[{n}] kappa") for n, k in enumerate(g3 or [])]
-        self.g4 = _check_angular(g4, "g4")
-        self.g5 = _check_angular(g5, "g5")
-        if cutoff not in CUTOFFS:
-            raise ValueError(f"unknown cutoff {cutoff!r}; choose one of {CUTOFFS}")
-        self.cutoff = cutoff
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-        self.method = method
+        self.r_cut = check.r_cut(r_cut)
+        self.g2 = check.radial(g2, "g2")
+        self.g3 = [check.finite(k, f"g3[{n}] kappa") for n, k in enumerate(g3 or [])]
+        self.g4 = check.angular(g4, "g4")
+        self.g5 = check.angular(g5, "g5")
+        self.cutoff = check.cutoff(cutoff)
+        self.method = check.choice(method, METHODS, "method")
 
     # ---------------------------------------------------------------- construction
     @classmethod

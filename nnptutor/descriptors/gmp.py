@@ -74,6 +74,7 @@ from ase import Atoms
 from scipy.sparse import csr_matrix
 
 from nnptutor.descriptors._mcsh import MAX_ORDER, legendre_norm, monomials, solid_harmonics, weights
+from nnptutor.descriptors import validation as check
 from nnptutor.descriptors.base import Descriptor, SparseDerivatives, register
 from nnptutor.descriptors.densities import resolve_density
 from nnptutor.neighbors import neighbor_pairs
@@ -136,16 +137,14 @@ class GMP(Descriptor):
     ):
         self.elements = normalize_elements(elements)
         self.orders = self._check_orders(orders)
-        self.sigmas = self._check_sigmas(sigmas, self.orders)
-        if not isinstance(square, (bool, np.bool_)):
-            raise ValueError(f"square must be True or False, got {square!r}")
-        self.square = bool(square)
+        self.sigmas = check.widths(sigmas)
+        if not self.sigmas and self.orders != (-1,):
+            raise ValueError("sigmas must contain at least one probe width")
+        self.square = check.flag(square, "square")
         self.density = resolve_density(density, self.elements)
         if r_cut is None:
             r_cut = default_cutoff(self.sigmas, self.density)
-        if not (isinstance(r_cut, (int, float)) and np.isfinite(r_cut) and r_cut > 0):
-            raise ValueError(f"r_cut must be a positive number of Å, got {r_cut!r}")
-        self.r_cut = float(r_cut)
+        self.r_cut = check.r_cut(r_cut)
 
     # --- parameters ------------------------------------------------------------------
     @staticmethod
@@ -159,21 +158,6 @@ class GMP(Descriptor):
         if len(set(orders)) != len(orders):
             raise ValueError(f"orders contains duplicates: {orders}")
         return tuple(sorted(int(n) for n in orders))
-
-    @staticmethod
-    def _check_sigmas(sigmas, orders) -> tuple[float, ...]:
-        try:
-            sigmas = [float(s) for s in sigmas]
-        except (TypeError, ValueError):
-            raise ValueError(f"sigmas must be a sequence of numbers in Å, got {sigmas!r}") from None
-        if not sigmas and orders != (-1,):
-            raise ValueError("sigmas must contain at least one probe width")
-        for s in sigmas:
-            if not (np.isfinite(s) and s > 0):
-                raise ValueError(f"every sigma must be a positive width in Å, got {s}")
-        if len(set(sigmas)) != len(sigmas):
-            raise ValueError(f"sigmas contains duplicates: {sigmas}")
-        return tuple(sorted(sigmas))
 
     @property
     def groups(self) -> list[tuple[int, float | None]]:

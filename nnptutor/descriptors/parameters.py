@@ -35,6 +35,8 @@ from typing import Sequence
 
 import numpy as np
 
+from nnptutor.descriptors import validation as check
+
 MODES = ("centered", "shifted", "geometric")
 
 
@@ -59,12 +61,10 @@ def radial_grid(r_cut: float, n: int, mode: str = "centered", r_min: float = 1.0
     list of (eta, r_s)
         eta [Å⁻²], r_s [Å], ready for ``ACSF(g2=...)``.
     """
-    if not np.isfinite(r_cut) or r_cut <= 0:
-        raise ValueError(f"r_cut must be > 0 Å, got {r_cut}")
+    r_cut = check.r_cut(r_cut)
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    check.choice(mode, MODES, "mode")
     if not 0 <= r_min < r_cut or (mode != "shifted" and r_min <= 0):
         raise ValueError(f"r_min must be in (0, r_cut) for centred and [0, r_cut) for "
                          f"shifted grids, got {r_min}")
@@ -103,13 +103,4 @@ def angular_set(etas: Sequence[float], zetas: Sequence[float] = (1, 2, 4, 16),
     etas, zetas, lambdas = list(etas), list(zetas), list(lambdas)
     if not etas or not zetas or not lambdas:
         raise ValueError("etas, zetas and lambdas must each hold at least one value")
-    for eta in etas:
-        if not np.isfinite(eta) or eta < 0:
-            raise ValueError(f"eta must be >= 0 Å⁻², got {eta}")
-    for zeta in zetas:
-        if not np.isfinite(zeta) or zeta < 1:
-            raise ValueError(f"zeta must be >= 1, got {zeta}")
-    for lam in lambdas:
-        if lam not in (-1, 1):
-            raise ValueError(f"lambda must be +1 or -1, got {lam}")
-    return [(float(e), float(z), float(l)) for e, z, l in product(etas, zetas, lambdas)]
+    return check.angular(product(etas, zetas, lambdas), "angular_set")

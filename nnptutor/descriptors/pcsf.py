@@ -47,7 +47,8 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
-from nnptutor.cutoffs import CUTOFFS, get_cutoff
+from nnptutor.cutoffs import get_cutoff
+from nnptutor.descriptors import validation as check
 from nnptutor.descriptors.base import Descriptor, SparseDerivatives, register
 from nnptutor.neighbors import Pairs, neighbor_pairs
 from nnptutor.structures import MIN_DISTANCE, check_atoms, normalize_elements
@@ -188,22 +189,12 @@ class PairACSF(Descriptor):
         cutoff: str = "cosine",
     ):
         self.elements = normalize_elements(elements)
-        self.r_cut = _check_r_cut(r_cut)
-        if cutoff not in CUTOFFS:
-            raise ValueError(f"unknown cutoff {cutoff!r}; choose one of {CUTOFFS}")
-        self.cutoff = cutoff
-        for name, flag in (("p1", p1), ("p2", p2), ("p5", p5)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {flag!r}")
-        self.p1, self.p2, self.p5 = bool(p1), bool(p2), bool(p5)
-        self.p3 = _check_params("p3", p3, ("eta", "r_s"))
-        self.p4 = _check_params("p4", p4, ("eta", "zeta", "lambda_"))
-        self.p6 = _check_params("p6", p6, ("eta", "r_s"))
-        for eta, zeta, lambda_ in self.p4:
-            if zeta < 1:
-                raise ValueError(f"p4: zeta must be ≥ 1, got {zeta}")
-            if lambda_ not in (-1.0, 1.0):
-                raise ValueError(f"p4: lambda_ must be +1 or -1, got {lambda_}")
+        self.r_cut = check.r_cut(r_cut)
+        self.cutoff = check.cutoff(cutoff)
+        self.p1, self.p2, self.p5 = check.flag(p1, "p1"), check.flag(p2, "p2"), check.flag(p5, "p5")
+        self.p3 = check.radial(p3, "p3", positive_eta=False)
+        self.p4 = check.angular(p4, "p4")
+        self.p6 = check.radial(p6, "p6", positive_eta=False)
         if self.n_features == 0:
             raise ValueError("no pair symmetry functions selected (p1..p6 all empty)")
 
@@ -215,7 +206,7 @@ class PairACSF(Descriptor):
         three centred P3 (widths r_c, r_c/2, r_c/3); P4 with η = 0.5/r_c², ζ ∈ {1, 4},
         λ = ±1. P5 is left out (it does not vanish at r_c).
         """
-        r_cut = _check_r_cut(r_cut)
+        r_cut = check.r_cut(r_cut)
         r_s = np.linspace(0.3, 0.9, 4) * r_cut
         eta_pair = 0.5 / (r_s[1] - r_s[0]) ** 2
         p6 = [(float(eta_pair), float(x)) for x in r_s]
@@ -538,31 +529,3 @@ class _Gradients:
         self.out[np.searchsorted(self.entries, own_a)] -= total
 
 
-def _check_r_cut(r_cut) -> float:
-    """A finite positive cutoff radius [Å] as float."""
-    try:
-        value = float(r_cut)
-    except (TypeError, ValueError):
-        value = np.nan
-    if isinstance(r_cut, bool) or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"r_cut must be a positive number of Å, got {r_cut!r}")
-    return value
-
-
-def _check_params(name: str, params, fields: tuple[str, ...]) -> list[tuple[float, ...]]:
-    """Validate a list of parameter tuples: right length, finite, eta ≥ 0, r_s ≥ 0."""
-    out = []
-    for entry in params:
-        try:
-            entry = tuple(float(x) for x in entry)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name}: each entry must be a tuple {fields}, got {entry!r}") from None
-        if len(entry) != len(fields) or not np.isfinite(entry).all():
-            raise ValueError(f"{name}: each entry must be a finite tuple {fields}, got {entry!r}")
-        named = dict(zip(fields, entry))
-        if named["eta"] < 0:
-            raise ValueError(f"{name}: eta must be ≥ 0 Å⁻², got {named['eta']}")
-        if named.get("r_s", 0.0) < 0:
-            raise ValueError(f"{name}: r_s must be ≥ 0 Å, got {named['r_s']}")
-        out.append(entry)
-    return out
