@@ -75,7 +75,8 @@ from scipy.sparse import csr_matrix
 
 from nnptutor.descriptors._mcsh import MAX_ORDER, legendre_norm, monomials, solid_harmonics, weights
 from nnptutor.descriptors import validation as check
-from nnptutor.descriptors.base import Descriptor, SparseDerivatives, register
+from nnptutor.descriptors.base import (Descriptor, SparseDerivatives, fold_entry_derivatives,
+                                       register, scatter_pair_gradients)
 from nnptutor.descriptors.densities import resolve_density
 from nnptutor.neighbors import neighbor_pairs
 from nnptutor.structures import normalize_elements
@@ -298,23 +299,9 @@ class GMP(Descriptor):
         if not derivatives:
             return values
         pairs = state[0]
-        n_atoms, n_pairs = len(atoms), len(pairs)
-        per_pair = self._pair_gradients(state)  # (n_pairs, 3, n_features)
-        # one row per (centre, atom): the pair itself (+) and the centre's self entry (−);
-        # images of the same atom share a row, so they are folded per atom
-        keys = np.concatenate([pairs.i * n_atoms + pairs.j, np.arange(n_atoms) * (n_atoms + 1)])
-        unique, inverse = np.unique(keys, return_inverse=True)
-        rows = np.concatenate([inverse[:n_pairs], inverse[n_pairs:][pairs.i]])
-        cols = np.tile(np.arange(n_pairs), 2)
-        signs = np.concatenate([np.ones(n_pairs), -np.ones(n_pairs)])
-        fold = csr_matrix((signs, (rows, cols)), shape=(len(unique), n_pairs))
-        folded = fold @ per_pair.reshape(n_pairs, -1)  # (n_entries, 3 * n_features)
-        return values, SparseDerivatives(
-            center=unique // n_atoms,
-            neighbor=unique % n_atoms,
-            values=np.asarray(folded).reshape(len(unique), 3, -1),
-            n_atoms=n_atoms,
-        )
+        per_pair = self._pair_gradients(state)  # (n_pairs, 3, n_features): ∂F_i/∂d_p
+        center, neighbor, folded = fold_entry_derivatives(pairs.i, pairs.j, per_pair, len(atoms))
+        return values, SparseDerivatives(center, neighbor, folded, len(atoms))
 
     def compute_with_vjp(self, atoms: Atoms) -> tuple[np.ndarray, Callable]:
         """Features and ``vjp(dE/dG (n_atoms, n_features)) -> dE/dR (n_atoms, 3)`` [eV/Å].
@@ -333,12 +320,7 @@ class GMP(Descriptor):
             if grad_values.shape != values.shape:
                 raise ValueError(f"grad_values must have shape {values.shape}, got {grad_values.shape}")
             per_pair = self._pair_gradients(state, grad_values)  # (n_pairs, 3)
-            out = np.zeros((len(atoms), 3))
-            for a in range(3):
-                out[:, a] = np.bincount(pairs.j, per_pair[:, a], len(atoms)) - np.bincount(
-                    pairs.i, per_pair[:, a], len(atoms)
-                )
-            return out
+            return scatter_pair_gradients(pairs.i, pairs.j, per_pair, len(atoms))
 
         return values, vjp
 
