@@ -13,7 +13,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from ase.neighborlist import neighbor_list
 
-from nnptutor.checks import check_derivatives, transformed_copies
+from nnptutor.checks import check_derivatives, finite_difference_gradient, transformed_copies
 from nnptutor.descriptors import descriptor_from_dict
 from nnptutor.descriptors.pcsf import PairACSF
 
@@ -327,16 +327,8 @@ def _emt_images(n, seed=0):
 
 
 def _fd_forces(pot, atoms, h=1e-4):
-    out = np.zeros((len(atoms), 3))
-    for k in range(len(atoms)):
-        for c in range(3):
-            plus, minus = atoms.copy(), atoms.copy()
-            plus.positions[k, c] += h
-            minus.positions[k, c] -= h
-            e_plus = pot.predict(plus, forces=False, warn=False)["energy"]
-            e_minus = pot.predict(minus, forces=False, warn=False)["energy"]
-            out[k, c] = -(e_plus - e_minus) / (2 * h)
-    return out
+    energy = lambda a: pot.predict(a, forces=False, warn=False)["energy"]  # noqa: E731
+    return -finite_difference_gradient(energy, atoms, h)
 
 
 def test_pair_potential_trains_and_its_forces_match_finite_differences(tmp_path):
