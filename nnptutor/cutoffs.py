@@ -1,4 +1,4 @@
-r"""Cutoff functions f_c(r) and their first derivatives (acsf.md, "Cutoff functions").
+r"""Cutoff functions f_c(r) and their first derivatives (docs/acsf.md, "Cutoff functions").
 
 Both vanish with zero slope at r_c, so energies and forces built from them are continuous
 when an atom crosses the cutoff sphere; tanh³ also has a vanishing second derivative there.

@@ -11,7 +11,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
-#: Atoms closer than this [Å] are rejected as overlapping (design.md, "Errors").
+#: Atoms closer than this [Å] are rejected as overlapping.
 MIN_DISTANCE = 0.1
 
 

@@ -1,7 +1,7 @@
 r"""Solid Maxwell–Cartesian spherical harmonics (MCSH), generated from their definition.
 
 The order-n solid MCSH are the components of the rank-n symmetric traceless Cartesian tensor
-(gmp.md §5)
+(docs/gmp.md, section 4)
 
 .. math:: S^{(n)}_{n_x n_y n_z}(\mathbf d) = (-1)^n\, r^{2n+1}\,
           \partial_x^{n_x}\partial_y^{n_y}\partial_z^{n_z} \frac{1}{r},
@@ -9,7 +9,7 @@ The order-n solid MCSH are the components of the rank-n symmetric traceless Cart
 
 Each is a harmonic homogeneous polynomial of degree n, e.g. ``x``, ``3x² − r²``, ``3xy``,
 ``15x³ − 9x r²``, ``15xyz``, ``105x⁴ − 90x² r² + 9r⁴``. Instead of typing the table of
-gmp.md §5, the polynomials are derived here once, exactly in integers, by differentiating
+docs/gmp.md §4, the polynomials are derived here once, exactly in integers, by differentiating
 ``p(x) r^(-q)`` repeatedly:
 
 .. math:: \partial_a \left[p\, r^{-q}\right] = \left[(\partial_a p)\, r^2 - q\, x_a\, p\right] r^{-(q+2)} .

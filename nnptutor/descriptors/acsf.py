@@ -16,7 +16,7 @@ with f_c the cutoff function and cos θ_ijk = D_ij·D_ik / (r_ij r_ik):
 G4 and G5 sum each unordered neighbour pair once, as DScribe and n2p2 do (Behler's 2011
 paper sums over all j, k ≠ i: exactly twice our values). Each sum runs over neighbours of
 one element (G1–G3) or one unordered element pair (G4, G5); the layout is that of
-``shared/science/acsf.md``: for each element s: G1, all G2, all G3; then for each element
+docs/acsf.md: for each element s: G1, all G2, all G3; then for each element
 pair (a, b), a ≥ b, in the order (0,0), (1,0), (1,1), (2,0), …: all G4, then all G5.
 
 Two implementations give the same numbers (tested to 1e-12):

@@ -3,7 +3,7 @@
 A descriptor maps a structure to one feature vector per atom, ``values`` of shape
 (n_atoms, n_features), and optionally to the derivatives of those features with respect
 to atomic positions in a sparse layout (:class:`SparseDerivatives`). Models never look
-inside a descriptor; they only need these two arrays (design.md, "Data flow").
+inside a descriptor; they only need these two arrays.
 """
 from __future__ import annotations
 

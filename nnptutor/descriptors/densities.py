@@ -1,4 +1,4 @@
-r"""Atomic pseudo-densities for GMP: sums of atom-centred Gaussians (gmp.md §2).
+r"""Atomic pseudo-densities for GMP: sums of atom-centred Gaussians (docs/gmp.md, section 2).
 
 .. math:: \rho(\mathbf r) = \sum_j \sum_g B_{e_j,g}\, e^{-\beta_{e_j,g} \|\mathbf r - \mathbf R_j\|^2}
 

@@ -1,6 +1,6 @@
-r"""Gaussian multipole (GMP) descriptors with analytic derivatives (gmp.md §3–§10).
+r"""Gaussian multipole (GMP) descriptors with analytic derivatives (docs/gmp.md).
 
-Which GMP this is (three incompatible definitions share the name, gmp.md §7): **solid** MCSH
+Which GMP this is (three incompatible definitions share the name, docs/gmp.md §1): **solid** MCSH
 polynomials, the **order-norm** invariant per (order, σ), the **3-D radial** probe
 normalisation and **sqrt** output by default — the definition of GMP-featurizer (Lei & Medford
 2022) — with ``square=True`` returning Q instead (AMPtorch ``GMPOrderNorm``).
@@ -22,7 +22,7 @@ every source atom j (periodic images and the centre itself included):
 
 with ``d_ij = R_j + shift − R_i``, ``S^{(n)}_k`` the solid MCSH and ``w_k`` their multinomial
 weights (:mod:`._mcsh`). Eq. (1) uses that Gaussian smoothing leaves harmonic polynomials
-unchanged, so the whole overlap is a radial function times ``S(d)`` (gmp.md §3.1). Order −1
+unchanged, so the whole overlap is a radial function times ``S(d)`` (docs/gmp.md §3). Order −1
 is the model density at the atom, ``ρ(R_i) = Σ_j Σ_g B e^{−β r²}``, reported as ``|ρ|`` (or ρ²).
 
 ===================  ====================  ==========
@@ -54,7 +54,7 @@ Choices, each tested in ``tests/test_gmp.py``:
   ‖μ‖_w by the triangle inequality), the derivative is set to **zero**: the minimum-norm
   subgradient, and what central finite differences give at an inversion centre. Train with
   ``square=True`` if you want features that are smooth everywhere.
-* **Derivatives** (gmp.md §9): per neighbour-list entry, ``∂F_i/∂d_p``; then
+* **Derivatives** (docs/gmp.md, section 7): per neighbour-list entry, ``∂F_i/∂d_p``; then
   ``∂F_i/∂R_j += ∂F_i/∂d_p`` and ``∂F_i/∂R_i −= ∂F_i/∂d_p``, summed per real atom, so periodic
   images are folded once per atom (not rescaled per image) and the centre term is included.
 
@@ -81,7 +81,7 @@ from nnptutor.descriptors.densities import resolve_density
 from nnptutor.neighbors import neighbor_pairs
 from nnptutor.structures import normalize_elements
 
-#: Default probe widths [Å] (gmp.md §12 suggests 0.2 … 1.5–2 Å).
+#: Default probe widths [Å] (docs/gmp.md, section 8: 0.2 … 1.5–2 Å).
 DEFAULT_SIGMAS = (0.25, 0.5, 0.75, 1.0)
 #: Envelope reduction at the default cutoff.
 CUTOFF_TOLERANCE = 1e-10
@@ -266,7 +266,7 @@ class GMP(Descriptor):
         return values, (pairs, table, harmonics, kept)
 
     def _pair_gradients(self, state, weights_per_feature=None):
-        """∂F_i/∂d_p for every pair p = (i → j) and feature (gmp.md §9).
+        """∂F_i/∂d_p for every pair p = (i → j) and feature (docs/gmp.md, section 7).
 
         With ``weights_per_feature`` c (n_atoms, n_features) return Σ_f c[i_p, f] ∂F_i,f/∂d_p,
         shape (n_pairs, 3) (the vector–Jacobian product); else shape (n_pairs, 3, n_features).

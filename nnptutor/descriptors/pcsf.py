@@ -7,7 +7,7 @@ images included, each unordered pair once) gets a feature vector G_AB, and the e
 
 with one network per element pair ("Cu-Cu", "Cu-Pt", "Pt-Pt"). The *environment* of a pair
 is every atom n within r_c of A or of B, except A and B themselves. The functions, named
-by RuNNer's type numbers (science/gmp.md §15), with f = f_c the cutoff function:
+by RuNNer's type numbers (docs/gmp.md, section 9), with f = f_c the cutoff function:
 
 .. math::
 
@@ -253,7 +253,7 @@ class PairACSF(Descriptor):
     # --- centres and types ----------------------------------------------------------------
     @property
     def type_labels(self) -> tuple[str, ...]:
-        """Element pairs "A-B" (A not heavier than B), in acsf.md's pair-block order:
+        """Element pairs "A-B" (A not heavier than B), in the pair-block order of docs/acsf.md:
         for two elements ("H", "O"): ("H-H", "H-O", "O-O")."""
         el = self.elements
         return tuple(f"{el[a]}-{el[b]}" for b in range(len(el)) for a in range(b + 1))
@@ -288,7 +288,7 @@ class PairACSF(Descriptor):
 
         Every function carries f_c(R_AB) and vanishes there, except P5 = R_AB = r_c.
         :class:`~nnptutor.potential.Potential` subtracts E_pair at these features, so a pair
-        that crosses the cutoff adds or removes no energy (gmp.md §15; smooth MD).
+        that crosses the cutoff adds or removes no energy (docs/gmp.md, section 9; smooth MD).
         """
         values = np.zeros(self.n_features)
         values[[k for k, label in enumerate(self.feature_labels) if label.startswith("P5")]] = self.r_cut

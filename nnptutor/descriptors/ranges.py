@@ -1,6 +1,6 @@
 """Value ranges of descriptor features over a data set.
 
-Two uses (acsf.md, "Choosing parameters"):
+Two uses (docs/acsf.md, "Choosing parameters"):
 
 * :class:`FeatureRange` keeps the per-type (per-element) min and max of every feature over the
   training data. A structure whose features fall outside that box is an *extrapolation*:
