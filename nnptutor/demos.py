@@ -183,7 +183,6 @@ def nve_energy_trace(
         ``time_fs`` [fs]; ``potential``, ``kinetic``, ``total`` energies [eV].
     """
     from ase import units
-    from ase.md.velocitydistribution import Stationary
     from ase.md.verlet import VelocityVerlet
 
     if int(n_steps) != n_steps or n_steps < 1:
@@ -192,13 +191,8 @@ def nve_energy_trace(
         raise ValueError(f"timestep_fs must be positive, got {timestep_fs}")
     if not temperature_K >= 0:
         raise ValueError(f"temperature_K must be non-negative, got {temperature_K}")
-    atoms = atoms.copy()
+    atoms = _thermalised_copy(atoms, temperature_K, seed)
     atoms.calc = calc
-    # Maxwell-Boltzmann: each momentum component is normal with variance m k_B T
-    rng = np.random.default_rng(seed)
-    std = np.sqrt(atoms.get_masses() * units.kB * temperature_K)  # (n_atoms,)
-    atoms.set_momenta(rng.normal(size=(len(atoms), 3)) * std[:, None])
-    Stationary(atoms)
     potential, kinetic = [], []
 
     def record():
@@ -208,6 +202,26 @@ def nve_energy_trace(
     dynamics = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
     dynamics.attach(record, interval=1)
     dynamics.run(int(n_steps))  # attached observers also run once before the first step
+    return _trace(potential, kinetic, timestep_fs)
+
+
+
+def _thermalised_copy(atoms: Atoms, temperature_K: float, seed: int) -> Atoms:
+    """A copy of ``atoms`` with Maxwell–Boltzmann momenta at ``temperature_K``, no net momentum."""
+    from ase import units
+    from ase.md.velocitydistribution import Stationary
+
+    atoms = atoms.copy()
+    # Maxwell-Boltzmann: each momentum component is normal with variance m k_B T
+    rng = np.random.default_rng(seed)
+    std = np.sqrt(atoms.get_masses() * units.kB * temperature_K)  # (n_atoms,)
+    atoms.set_momenta(rng.normal(size=(len(atoms), 3)) * std[:, None])
+    Stationary(atoms)
+    return atoms
+
+
+def _trace(potential, kinetic, timestep_fs: float) -> dict[str, np.ndarray]:
+    """The energies of an MD run as arrays: time [fs], potential, kinetic and total [eV]."""
     potential, kinetic = np.array(potential), np.array(kinetic)
     return {
         "time_fs": np.arange(len(potential)) * timestep_fs,
@@ -337,17 +351,12 @@ def fast_nve_energy_trace(
         ``time_fs`` [fs]; ``potential``, ``kinetic``, ``total`` energies [eV].
     """
     from ase import units
-    from ase.md.velocitydistribution import Stationary
 
     if cutoff not in PAIR_CUTOFFS:
         raise ValueError(f"unknown cutoff {cutoff!r}; choose one of {PAIR_CUTOFFS}")
     if int(n_steps) != n_steps or n_steps < 1:
         raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-    atoms = atoms.copy()
-    rng = np.random.default_rng(seed)  # the same draw as nve_energy_trace
-    std = np.sqrt(atoms.get_masses() * units.kB * temperature_K)  # (n_atoms,)
-    atoms.set_momenta(rng.normal(size=(len(atoms), 3)) * std[:, None])
-    Stationary(atoms)
+    atoms = _thermalised_copy(atoms, temperature_K, seed)  # the same start as nve_energy_trace
     masses = atoms.get_masses()[:, None]  # (n_atoms, 1), ASE mass unit
     positions, velocities = atoms.positions.copy(), atoms.get_velocities()  # Å, ASE units
     dt = timestep_fs * units.fs
@@ -381,13 +390,7 @@ def fast_nve_energy_trace(
         velocities += 0.5 * dt * forces / masses
         potential.append(energy)
         kinetic.append(0.5 * np.sum(masses * velocities**2))
-    potential, kinetic = np.array(potential), np.array(kinetic)
-    return {
-        "time_fs": np.arange(len(potential)) * timestep_fs,
-        "potential": potential,
-        "kinetic": kinetic,
-        "total": potential + kinetic,
-    }
+    return _trace(potential, kinetic, timestep_fs)
 
 
 def energy_error_grid(
