@@ -132,6 +132,7 @@ def draw_coulomb_forms(fig, name: str = "ethanol", permutation: int = 0, angle_d
     """
     from ase.data import atomic_numbers
     from ase.data.colors import jmol_colors
+    from matplotlib.ticker import MaxNLocator
 
     atoms = explorer_molecule(name)
     forms = coulomb_forms(atoms, permutation, angle_deg)
@@ -173,6 +174,7 @@ def draw_coulomb_forms(fig, name: str = "ethanol", permutation: int = 0, angle_d
     ax.bar(np.arange(1, len(forms["eigenvalues"]) + 1), forms["eigenvalues"], color="C0")
     ax.axhline(0.0, color="k", linewidth=0.8)
     ax.set(xlabel="eigenvalue index k", ylabel="ε$_k$ [e²/Å]")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"eigenvalues: {verdict('eigenvalues')}", fontsize=9)
     return fig
 
