@@ -34,6 +34,14 @@ _OPEN = f"""async (path) => {{
   const panel = await app.commands.execute('docmanager:open', {{path, factory: 'Notebook'}});
   app.shell.activateById(panel.id);
   {_PANELS}[path] = panel;
+  // every error and stderr text the kernel sends, also those JupyterLab shows only in its log
+  // console (an exception in a widget callback that no Output captures)
+  const heard = (window.__kernelErrors = window.__kernelErrors || {{}})[path] = [];
+  panel.sessionContext.iopubMessage.connect((_, msg) => {{
+    const type = msg.header.msg_type;
+    if (type === 'error') heard.push(msg.content.ename + ': ' + msg.content.evalue);
+    if (type === 'stream' && msg.content.name === 'stderr') heard.push(msg.content.text);
+  }});
   return panel.id;
 }}"""
 _ACTIVATE = f"""(path) => window.jupyterapp.shell.activateById({_PANELS}[path].id)"""
@@ -260,6 +268,12 @@ class NotebookTab:
             if self.root.get_by_text(text).count():
                 shown.append(text)
         return shown
+
+    def kernel_errors(self) -> list[str]:
+        """Errors and warnings the kernel sent since the notebook was opened, wherever
+        JupyterLab shows them (a cell, a widget's Output, or only the log console)."""
+        heard = self.page.evaluate("(path) => window.__kernelErrors[path]", self.relpath)
+        return [text[:2000] for text in heard if re.search(r"Traceback|Error|Warning", text)]
 
     def execute(self, code: str) -> str:
         """Run ``code`` in the notebook's kernel (not in a cell); return what it printed."""

@@ -77,6 +77,7 @@ def _run_to_the_end(course: CourseRunner, path: Path) -> NotebookTab:
     if text is not None:
         assert shown == text, f"{path.name}: last output {shown!r}, committed {text!r}"
     assert tab.console_errors == [], f"JavaScript errors while {path.name} was open: {tab.console_errors}"
+    assert tab.kernel_errors() == [], f"{path.name}: the kernel reported {tab.kernel_errors()}"
     server_and_kernels = [tab.server.pid] + descendants(tab.server.pid)
     assert len(server_and_kernels) > 1 and inet_sockets(server_and_kernels), "no sockets seen"
     assert off_loopback(server_and_kernels) == [], "server or kernel reached beyond loopback"
@@ -98,7 +99,8 @@ def _expected(path: Path) -> list:
 def test_widgets(course, screenshots, path):
     tab = _run_to_the_end(course, path)
     controls = find_controls(tab)
-    assert controls, f"{path.name}: no widget control shows after Run All"
+    # a lecture that promises a widget must show one (others may only show progress bars)
+    assert controls or not _expected(path), f"{path.name}: no widget control shows after Run All"
     found = sorted(f"{c.kind} {c.label!r}" for c in controls)
     for kinds, pattern in _expected(path):
         assert any((kinds is None or c.kind in kinds) and re.search(pattern, c.label) for c in controls), (
@@ -121,10 +123,12 @@ def test_widgets(course, screenshots, path):
             assert shown_matches(move.shown_after, value), (
                 f"{where}: the page shows {move.shown_after!r} but the kernel has {value!r}")
         assert tab.errors_shown() == [], f"{where}: errors after the move: {tab.errors_shown()}"
+        assert tab.kernel_errors() == [], f"{where}: the kernel reported {tab.kernel_errors()}"
     for index in sorted({c.cell for c in controls}):
         shown = tab.screenshot(index, screenshots / f"{path.stem}-cell{index:02d}.png")
         assert shown, f"{path.name}: cell {index} shows no figure next to its controls"
     assert tab.console_errors == [], f"JavaScript errors in {path.name}: {tab.console_errors}"
+    assert tab.kernel_errors() == [], f"{path.name}: the kernel reported {tab.kernel_errors()}"
     course.close(tab, tab.checks_started)
 
 
@@ -149,4 +153,12 @@ def test_checks_catch_missing_and_blank_figures(course, tmp_path, path):
         assert len(after) == (0 if label == "η" else 1), f"{label}: images {after}"
         assert not tab.screenshot(control.cell, tmp_path / f"{label}-after.png"), (
             f"{label}: the screenshot check passed without a figure")
+    # an exception in a callback that the page shows only in JupyterLab's log console
+    assert tab.kernel_errors() == [] and tab.errors_shown() == []
+    press(tab, controls["fail"])
+    tab.page.wait_for_function(
+        "(path) => window.__kernelErrors[path].some(text => text.includes('callback failed'))",
+        arg=tab.relpath)
+    assert tab.errors_shown() == [], "the failing callback's error should not show in the notebook"
+    assert any("a widget callback failed" in text for text in tab.kernel_errors()), tab.kernel_errors()
     course.close(tab, tab.checks_started)
