@@ -8,6 +8,7 @@ values and the controls only re-run it. Widget callbacks draw on a
 from nnptutor.widgets.coulomb import coulomb_matrix_explorer, show_coulomb_forms
 from nnptutor.widgets.cutoffs import cutoff_explorer, show_cutoffs
 from nnptutor.widgets.gmp import gmp_explorer, show_gmp_probe
+from nnptutor.widgets.pairs import pair_function_explorer, show_pair_functions
 from nnptutor.widgets.symmetry import (
     angular_term,
     cosine_term,
