@@ -22,292 +22,19 @@ Taught in notebooks/04_behler_parrinello.ipynb.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
+import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
 from ase import Atoms
-from ase.data import atomic_numbers
 
+from nnptutor.featurize import FeaturizedSet, featurize
 from nnptutor.potential import Potential, scaled_center_energies
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-# ---------------------------------------------------------------------------------------
-# featurised data
-# ---------------------------------------------------------------------------------------
-@dataclass
-class FeaturizedSet:
-    """Features, sparse derivatives and reference labels of a list of structures.
-
-    Made by :func:`featurize`; pass it to :func:`train` instead of images to featurise once
-    and train several models. Index it with a list of ints or a slice to get a subset.
-
-    Attributes
-    ----------
-    descriptor : Descriptor
-    values : list of ndarray, shape (n_centers, n_features), float64
-    types : list of ndarray of int, shape (n_centers,)
-    center, neighbor : list of ndarray of int32, shape (n_pairs,)
-        Sparse derivative indices (None if featurised without derivatives).
-    derivatives : list of ndarray, shape (n_pairs, 3, n_features)
-        dG[center]/dR[neighbor] in ``derivative_dtype`` [feature unit/Å].
-    n_atoms : ndarray of int, shape (n_structures,)
-    energies : ndarray, shape (n_structures,)
-        Reference total energies [eV].
-    forces : list of ndarray, shape (n_atoms, 3), or None
-        Reference forces [eV/Å].
-    compositions : ndarray of int, shape (n_structures, n_elements)
-    """
-
-    descriptor: object
-    values: list
-    types: list
-    center: list | None
-    neighbor: list | None
-    derivatives: list | None
-    n_atoms: np.ndarray
-    energies: np.ndarray
-    forces: list | None
-    compositions: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def __getitem__(self, index) -> "FeaturizedSet":
-        index = np.arange(len(self))[index]
-        index = np.atleast_1d(index)
-
-        def pick(seq):
-            return None if seq is None else [seq[k] for k in index]
-
-        return FeaturizedSet(
-            self.descriptor, pick(self.values), pick(self.types), pick(self.center),
-            pick(self.neighbor), pick(self.derivatives), self.n_atoms[index],
-            self.energies[index], pick(self.forces), self.compositions[index],
-        )
-
-    def split(self, fraction: float, seed: int = 0) -> tuple["FeaturizedSet", "FeaturizedSet"]:
-        """Random split into (first, second) with ``fraction`` of the structures in the first."""
-        if not 0 < fraction < 1:
-            raise ValueError(f"fraction must lie in (0, 1), got {fraction}")
-        order = np.random.default_rng(seed).permutation(len(self))
-        n_first = int(round(fraction * len(self)))
-        return self[np.sort(order[:n_first])], self[np.sort(order[n_first:])]
-
-    @property
-    def has_forces(self) -> bool:
-        return self.forces is not None and self.derivatives is not None
-
-    @property
-    def nbytes(self) -> int:
-        """Memory held by the feature and derivative arrays [bytes]."""
-        arrays = self.values + self.types + (self.forces or [])
-        if self.derivatives is not None:
-            arrays = arrays + self.center + self.neighbor + self.derivatives
-        return int(sum(a.nbytes for a in arrays))
-
-    def __repr__(self) -> str:
-        return (
-            f"FeaturizedSet({len(self)} structures, {int(self.n_atoms.sum())} atoms, "
-            f"n_features={self.descriptor.n_features}, forces={self.has_forces}, "
-            f"{self.nbytes / 1e6:.1f} MB)"
-        )
-
-
-#: Smallest job (atoms, derivatives counted :data:`_DERIVATIVE_WEIGHT` times) that
-#: :func:`featurize` sends to worker processes. Starting two workers costs about 0.4 s
-#: wall; they beat two threads (≈ 1.9x against ≈ 1.3x on two cores) from about 1.7 s of
-#: one-core work: ≈ 2000 Cu atoms with derivatives (0.85 ms each at 6 Å), 8000 without.
-PROCESS_MIN_ATOMS = 8000
-_DERIVATIVE_WEIGHT = 4
-
-
-def featurize(descriptor, images: Sequence[Atoms], derivatives: bool = True,
-              progress: bool = True, derivative_dtype: str = "float32",
-              chunk_size: int = 16, n_jobs: int | None = None,
-              backend: str = "auto") -> FeaturizedSet:
-    """Features, sparse derivatives and reference labels of every structure.
-
-    Structures are featurised in chunks, each converted to compact storage (float32
-    derivatives, int32 indices) as soon as it is done, so peak memory stays near the size
-    of the result. Chunks run in ``n_jobs`` worker processes (large jobs) or threads; the
-    result does not depend on ``n_jobs`` or ``backend``, bit for bit.
-
-    Parameters
-    ----------
-    descriptor : Descriptor
-    images : sequence of ase.Atoms
-        With a calculator holding the reference energy (and forces if ``derivatives``),
-        as returned by :func:`nnptutor.data.load`.
-    derivatives : bool
-        Store derivatives and forces for force training.
-    progress : bool
-        Show a progress bar.
-    derivative_dtype : {"float32", "float64"}
-    chunk_size : int
-        Structures per call of ``descriptor.compute_many``.
-    n_jobs : int, optional
-        Workers (default: the number of CPU cores, at most 4). Each uses one BLAS
-        thread, so the cores are not oversubscribed.
-    backend : {"auto", "processes", "threads"}
-        How ``n_jobs > 1`` workers run. Threads share the interpreter, and numpy holds its
-        lock between large operations, so two threads give only about 1.3x; processes
-        (fresh interpreters, see :mod:`nnptutor._featurize`: safe after torch is
-        imported, in Jupyter, and in scripts without a ``__main__`` guard) give about
-        1.9x on two idle cores but take a fraction of a second to start. "auto" uses
-        processes for jobs of at least :data:`PROCESS_MIN_ATOMS` atoms (derivatives count
-        four times) and descriptors that round-trip through ``to_dict``, and falls back
-        to threads (with a ``RuntimeWarning``) where a worker cannot run.
-
-    Returns
-    -------
-    FeaturizedSet
-    """
-    from nnptutor._featurize import WorkerError
-    from nnptutor.structures import check_atoms
-
-    if derivative_dtype not in _DTYPES:
-        raise ValueError(f"derivative_dtype must be 'float32' or 'float64', got {derivative_dtype!r}")
-    if backend not in ("auto", "processes", "threads"):
-        raise ValueError(f"backend must be 'auto', 'processes' or 'threads', got {backend!r}")
-    images = list(images)
-    if not images:
-        raise ValueError("no structures to featurise")
-    zmap = {atomic_numbers[e]: k for k, e in enumerate(descriptor.elements)}
-    values, types, center, neighbor, derivs, forces = [], [], [], [], [], []
-    energies, n_atoms, compositions = [], [], []
-    for k, atoms in enumerate(images):
-        try:
-            check_atoms(atoms, descriptor.elements)
-            energies.append(float(atoms.get_potential_energy()))
-            if derivatives:
-                forces.append(np.asarray(atoms.get_forces(), dtype=np.float64))
-        except ValueError as exc:
-            raise ValueError(f"structure {k}: {exc}") from None
-        except Exception as exc:  # no calculator, or one without these results
-            raise ValueError(
-                f"structure {k} has no reference energy/forces ({type(exc).__name__}); "
-                "attach them with nnptutor.data.label or a SinglePointCalculator"
-            ) from None
-        n_atoms.append(len(atoms))
-        comp = np.zeros(len(descriptor.elements), dtype=np.int64)
-        np.add.at(comp, [zmap[z] for z in atoms.numbers], 1)
-        compositions.append(comp)
-    if n_jobs is None:
-        n_jobs = min(os.cpu_count() or 1, 4)
-    if isinstance(n_jobs, bool) or int(n_jobs) != n_jobs or n_jobs < 1:
-        raise ValueError(f"n_jobs must be a positive integer, got {n_jobs!r}")
-    n_jobs = int(n_jobs)
-    chunks = [images[s:s + chunk_size] for s in range(0, len(images), chunk_size)]
-    n_jobs = min(n_jobs, len(chunks))
-    work = sum(n_atoms) * (_DERIVATIVE_WEIGHT if derivatives else 1)
-    use_processes = n_jobs > 1 and (
-        backend == "processes" or (backend == "auto" and work >= PROCESS_MIN_ATOMS))
-    if use_processes and not _round_trips(descriptor):
-        if backend == "processes":
-            raise ValueError(f"{type(descriptor).__name__} cannot be rebuilt from to_dict() "
-                             "in a worker process; use backend='threads'")
-        use_processes = False
-
-    def collect(use_processes):
-        out = []
-        with _chunk_results(descriptor, chunks, derivatives, derivative_dtype, n_jobs,
-                            use_processes) as results, \
-                _progress(len(images), progress) as bar:
-            for rows in results:  # in order
-                out += rows
-                bar.update(len(rows))
-        return out
-
-    try:
-        rows = collect(use_processes)
-    except WorkerError as err:  # no worker interpreter here (embedded Python, limits, …)
-        if backend == "processes":
-            raise
-        import warnings
-
-        warnings.warn(f"{err}; featurising in threads instead", RuntimeWarning, stacklevel=2)
-        rows = collect(False)
-    for v, t, c, nb, d in rows:
-        values.append(v)
-        types.append(t)
-        if derivatives:
-            center.append(c)
-            neighbor.append(nb)
-            derivs.append(d)
-    return FeaturizedSet(
-        descriptor, values, types, center if derivatives else None,
-        neighbor if derivatives else None, derivs if derivatives else None,
-        np.array(n_atoms), np.array(energies), forces if derivatives else None,
-        np.array(compositions),
-    )
-
-
-def _progress(total, progress):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="featurising", disable=not progress)
-
-
-def _round_trips(descriptor) -> bool:
-    """Whether a worker process can rebuild ``descriptor`` from its ``to_dict()``."""
-    from nnptutor.descriptors import descriptor_from_dict
-
-    try:
-        return descriptor_from_dict(descriptor.to_dict()) == descriptor
-    except (ValueError, TypeError, NotImplementedError):
-        return False
-
-
-@contextlib.contextmanager
-def _chunk_results(descriptor, chunks, derivatives, derivative_dtype, n_jobs,
-                   use_processes):
-    """Yield an iterator over the compact rows of every chunk, in order."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from nnptutor._featurize import compact_chunk
-
-    from threadpoolctl import threadpool_limits
-
-    if n_jobs == 1:
-        yield (compact_chunk(descriptor, chunk, derivatives, derivative_dtype)
-               for chunk in chunks)
-    elif not use_processes:
-        with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=n_jobs) as pool:
-            yield pool.map(lambda chunk: compact_chunk(descriptor, chunk, derivatives,
-                                                       derivative_dtype), chunks)
-    else:  # one worker process per thread; the threads only wait on pipes
-        import threading
-
-        from nnptutor._featurize import WorkerProcess
-
-        as_dict = descriptor.to_dict()
-        local, workers, lock = threading.local(), [], threading.Lock()
-
-        def run(chunk):
-            if not hasattr(local, "worker"):
-                local.worker = WorkerProcess()
-                with lock:
-                    workers.append(local.worker)
-            return local.worker.run(as_dict, chunk, derivatives, derivative_dtype)
-
-        try:
-            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-                results = pool.map(run, chunks)
-                try:
-                    yield results
-                finally:
-                    results.close()  # cancels the chunks not started (on an error)
-        finally:
-            for worker in workers:
-                worker.close()
 
 
 def _as_featurized(potential, data, progress, name) -> FeaturizedSet | None:
@@ -524,23 +251,47 @@ class TrainingHistory:
 # ---------------------------------------------------------------------------------------
 # train
 # ---------------------------------------------------------------------------------------
-def train(
-    potential: Potential,
-    train_images,
-    val_images=None,
-    epochs: int | None = None,
-    max_time_s: float | None = None,
-    force_weight: float = 0.3,
-    optimizer: str = "adam",
-    lr: float = 5e-3,
-    lr_final: float = 1e-4,
-    batch_size: int = 4,
-    patience: int | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    dtype: str = "float32",
-    n_threads: int | None = 1,
-) -> TrainingHistory:
+@dataclass(frozen=True)
+class TrainSettings:
+    """Settings of a :func:`train` run, checked when made (see :func:`train` for each).
+
+    ``epochs`` defaults to 100, or to no limit when ``max_time_s`` is given.
+    """
+
+    epochs: int | None = None
+    max_time_s: float | None = None
+    force_weight: float = 0.3
+    optimizer: str = "adam"
+    lr: float = 5e-3
+    lr_final: float = 1e-4
+    batch_size: int = 4
+    patience: int | None = None
+    seed: int = 0
+    progress: bool = True
+    dtype: str = "float32"
+    n_threads: int | None = 1
+
+    def __post_init__(self):
+        if self.optimizer not in ("adam", "lbfgs"):
+            raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {self.optimizer!r}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        for name in ("epochs", "batch_size", "patience", "n_threads"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value
+                                      or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("lr", "lr_final", "max_time_s"):
+            value = getattr(self, name)
+            if value is not None and not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not (np.isfinite(self.force_weight) and self.force_weight >= 0):
+            raise ValueError(f"force_weight must be >= 0, got {self.force_weight!r}")
+        if self.epochs is None:
+            object.__setattr__(self, "epochs", 100 if self.max_time_s is None else 10**9)
+
+
+def train(potential: Potential, train_images, val_images=None, **settings) -> TrainingHistory:
     """Fit the potential's network to energies and forces.
 
     On the first call (a potential never trained) the per-element reference energies and
@@ -562,183 +313,249 @@ def train(
         Wall-clock budget for the optimisation [s] (featurisation not counted); the
         learning-rate decay is spread over it. Runs with a budget are not bit-reproducible.
     force_weight : float
-        w_F in the loss [Å² / atom²]; 0 trains on energies only.
+        w_F in the loss [Å² / atom²] (default 0.3); 0 trains on energies only.
     optimizer : {"adam", "lbfgs"}
-        Adam on mini-batches, or full-batch L-BFGS with a strong-Wolfe line search (one
-        ``step`` of up to 20 iterations per epoch).
+        Adam on mini-batches (default), or full-batch L-BFGS with a strong-Wolfe line
+        search (one ``step`` of up to 20 iterations per epoch).
     lr, lr_final : float
-        Adam learning rate at the start and the end (exponential decay).
+        Adam learning rate at the start and the end (default 5e-3 and 1e-4; exponential
+        decay over the epochs or the time budget).
     batch_size : int
-        Structures per Adam step.
+        Structures per Adam step (default 4).
     patience : int, optional
         Stop after this many epochs without a lower validation loss.
     seed : int
-        Seeds the batch order: the same seed, data and model give the same weights
-        (when no time budget is set).
+        Seeds the batch order (default 0): the same seed, data and model give the same
+        weights (when no time budget is set).
     progress : bool
-        Show a progress bar.
+        Show a progress bar (default True).
     dtype : {"float32", "float64"}
-        Precision of the training copy.
+        Precision of the training copy (default float32).
     n_threads : int or None
-        torch threads during training (restored afterwards); None leaves it alone.
+        torch threads during training (default 1, restored afterwards); None leaves it.
 
     Returns
     -------
     TrainingHistory
+        Its ``settings`` holds the :class:`TrainSettings` of the run as a dict.
     """
-    from tqdm.auto import tqdm
-
-    if optimizer not in ("adam", "lbfgs"):
-        raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    if force_weight < 0 or lr <= 0 or lr_final <= 0 or batch_size < 1:
-        raise ValueError("force_weight must be >= 0, lr and lr_final > 0, batch_size >= 1")
-    if epochs is None:
-        epochs = 100 if max_time_s is None else 10**9
-    settings = dict(epochs=epochs, max_time_s=max_time_s, force_weight=force_weight,
-                    optimizer=optimizer, lr=lr, lr_final=lr_final, batch_size=batch_size,
-                    patience=patience, seed=seed, dtype=dtype, n_threads=n_threads,
-                    progress=progress)
-    train_set = _as_featurized(potential, train_images, progress, "train_images")
-    val_set = _as_featurized(potential, val_images, progress, "val_images")
-    use_forces = force_weight > 0 and train_set.has_forces
+    s = TrainSettings(**settings)
+    train_set = _as_featurized(potential, train_images, s.progress, "train_images")
+    val_set = _as_featurized(potential, val_images, s.progress, "val_images")
+    use_forces = s.force_weight > 0 and train_set.has_forces
     if potential.feature_range is None:  # never trained: fit the non-network parts
         potential.fit_reference_energies(train_set.compositions, train_set.energies)
         potential.fit_scaling(np.concatenate(train_set.values), np.concatenate(train_set.types))
     potential.fit_range(train_set.values, train_set.types)
 
     old_threads = torch.get_num_threads()
-    if n_threads is not None:
-        torch.set_num_threads(n_threads)
+    if s.n_threads is not None:
+        torch.set_num_threads(int(s.n_threads))
     try:
-        return _optimise(potential, train_set, val_set, use_forces, settings, tqdm)
+        return _optimise(potential, train_set, val_set, use_forces, s)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _optimise(potential, train_set, val_set, use_forces, s, tqdm) -> TrainingHistory:
-    torch_dtype = _DTYPES[s["dtype"]]
-    model = copy.deepcopy(potential.model).to(torch_dtype)
-    shift = potential.feature_shift.to(torch_dtype)
-    scale = potential.feature_scale.to(torch_dtype)
-    ref = _ref_vector(potential)
-    offsets = torch.from_numpy(train_set.compositions @ ref).to(torch_dtype)
-    val_forces = use_forces and val_set is not None and val_set.has_forces
-    w = s["force_weight"] if use_forces else 0.0
-    rng = np.random.default_rng(s["seed"])
-    n = len(train_set)
-    n_batches = -(-n // s["batch_size"])
-    total_steps = s["epochs"] * n_batches
-    decay = np.log(s["lr_final"] / s["lr"])
-    history = TrainingHistory(settings=s)
-
-    if s["optimizer"] == "adam":
-        tensors = _Tensors(train_set, torch_dtype, use_forces)
-        opt = torch.optim.Adam(model.parameters(), lr=s["lr"], foreach=True)
-    else:
-        opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=20, history_size=100,
-                                line_search_fn="strong_wolfe")
-        full_batches = [(_Batch(train_set, idx, torch_dtype, use_forces), offsets[idx])
-                        for idx in np.array_split(np.arange(n), max(1, n // 64))]
-
-    def batch_loss(batch, offset, n_struct, n_comp, stats=None):
-        e_err, f_err = _errors(model, shift, scale, batch, offset, use_forces, create_graph=True)
-        e_sq = (e_err**2).sum()
-        loss = e_sq / n_struct
-        f_sq = torch.zeros(())
-        if use_forces:
-            f_sq = (f_err**2).sum()
-            loss = loss + w * f_sq / n_comp
-        if stats is not None:
-            stats += np.array([float(e_sq.detach()), len(e_err), float(f_sq.detach()),
-                               0 if f_err is None else f_err.numel()])
-        return loss
-
-    best_loss, best_state, best_epoch, stale = np.inf, None, -1, 0
-    start = time.perf_counter()
-    step, stopped = 0, "epochs"
-    bar = (tqdm(total=int(np.ceil(s["max_time_s"])), unit="s", desc="training",
-                disable=not s["progress"])
-           if s["max_time_s"] is not None else
-           tqdm(total=s["epochs"], unit="epoch", desc="training", disable=not s["progress"]))
-    try:
-        for epoch in range(s["epochs"]):
-            stats = np.zeros(4)  # e_sq, n_structures, f_sq, n_components
-            model.train()
-            if s["optimizer"] == "adam":
-                order = rng.permutation(n)
-                for b in range(n_batches):
-                    idx = np.sort(order[b * s["batch_size"]:(b + 1) * s["batch_size"]])
-                    batch = _Batch(tensors, idx, torch_dtype, use_forces)
-                    n_comp = 3 * batch.n_atoms_total if use_forces else 1
-                    loss = batch_loss(batch, offsets[idx], len(idx), n_comp, stats)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    step += 1
-                    progress_fraction = (
-                        (time.perf_counter() - start) / s["max_time_s"]
-                        if s["max_time_s"] is not None else step / total_steps)
-                    for group in opt.param_groups:
-                        group["lr"] = s["lr"] * float(np.exp(decay * min(progress_fraction, 1.0)))
-                    if s["max_time_s"] is not None and time.perf_counter() - start >= s["max_time_s"]:
-                        stopped = "time budget"
-                        break
-            else:
-                n_comp = 3 * int(train_set.n_atoms.sum())
-
-                def closure():
-                    opt.zero_grad(set_to_none=True)
-                    stats[:] = 0
-                    total = 0.0
-                    for batch, off in full_batches:
-                        loss = batch_loss(batch, off, n, n_comp, stats)
-                        loss.backward()
-                        total += float(loss.detach())
-                    return torch.tensor(total)
-
-                opt.step(closure)
-                if s["max_time_s"] is not None and time.perf_counter() - start >= s["max_time_s"]:
-                    stopped = "time budget"
-
-            # --- end of epoch: record, validate, early stopping
-            e_rmse = 1000 * np.sqrt(stats[0] / max(stats[1], 1))
-            f_rmse = np.sqrt(stats[2] / stats[3]) if stats[3] else np.nan
-            v_e, v_f, val_loss = np.nan, np.nan, e_rmse**2 / 1e6 + w * (0 if np.isnan(f_rmse) else f_rmse**2)
-            if val_set is not None:
-                v_e, v_f = _validate(model, shift, scale, val_set, ref, torch_dtype, val_forces)
-                val_loss = (v_e / 1000) ** 2 + (w * v_f**2 if val_forces else 0.0)
-            history._append(epoch=epoch, time_s=time.perf_counter() - start,
-                            lr=opt.param_groups[0]["lr"], train_energy_rmse_meV_per_atom=e_rmse,
-                            train_force_rmse=f_rmse, val_energy_rmse_meV_per_atom=v_e,
-                            val_force_rmse=v_f)
-            if val_set is None or val_loss < best_loss:
-                best_loss, best_epoch, stale = val_loss, epoch, 0
-                if val_set is not None:
-                    best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-            bar.set_postfix_str(f"E {e_rmse:.3g} meV/atom, F {f_rmse:.3g} eV/Å"
-                                + (f", val E {v_e:.3g}" if val_set is not None else ""))
-            if s["max_time_s"] is not None:
-                bar.n = min(int(time.perf_counter() - start), bar.total)
-                bar.refresh()
-            else:
-                bar.update(1)
-            if stopped == "time budget":
+def _optimise(potential, train_set, val_set, use_forces, s: TrainSettings) -> TrainingHistory:
+    """The training loop: epochs of optimiser steps, each followed by a validation."""
+    objective = _Objective(potential, train_set, val_set, use_forces, s)
+    clock = _Clock(s.max_time_s)
+    run_epoch, optimizer = _epoch_runner(objective, train_set, s, clock)
+    stopper = _EarlyStopping(s.patience, keep_best=val_set is not None)
+    history = TrainingHistory(settings=dataclasses.asdict(s))
+    stopped = "epochs"
+    clock.restart()  # optimisers are built: the budget counts only the optimisation
+    with _progress_bar(s) as bar:
+        for epoch in range(s.epochs):
+            objective.model.train()
+            train_e, train_f = _rmse(run_epoch())
+            val_e, val_f, val_loss = objective.validate(train_e, train_f)
+            history._append(epoch=epoch, time_s=clock.elapsed(),
+                            lr=optimizer.param_groups[0]["lr"],
+                            train_energy_rmse_meV_per_atom=train_e, train_force_rmse=train_f,
+                            val_energy_rmse_meV_per_atom=val_e, val_force_rmse=val_f)
+            stopper.update(val_loss, epoch, objective.model)
+            _show_progress(bar, clock, train_e, train_f, val_e, val_set is not None)
+            if clock.out_of_time():
+                stopped = "time budget"
                 break
-            if s["patience"] is not None and stale >= s["patience"]:
+            if stopper.should_stop():
                 stopped = "early stopping"
                 break
-    finally:
-        bar.close()
-
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    potential.model.load_state_dict(model.state_dict())  # copy_ casts back to float64
-    history.best_epoch, history.stopped = best_epoch, stopped
+    if stopper.best_state is not None:
+        objective.model.load_state_dict(stopper.best_state)
+    potential.model.load_state_dict(objective.model.state_dict())  # casts back to float64
+    history.best_epoch, history.stopped = stopper.best_epoch, stopped
     return history
+
+
+class _Objective:
+    """The training copy of the network, the loss of a batch and the validation errors."""
+
+    def __init__(self, potential, train_set, val_set, use_forces: bool, s: TrainSettings):
+        self.dtype = _DTYPES[s.dtype]
+        self.model = copy.deepcopy(potential.model).to(self.dtype)
+        self.shift = potential.feature_shift.to(self.dtype)
+        self.scale = potential.feature_scale.to(self.dtype)
+        self.ref = _ref_vector(potential)
+        self.offsets = torch.from_numpy(train_set.compositions @ self.ref).to(self.dtype)
+        self.use_forces = use_forces
+        self.force_weight = s.force_weight if use_forces else 0.0
+        self.val_set = val_set
+        self.val_forces = use_forces and val_set is not None and val_set.has_forces
+
+    def loss(self, batch, offset, n_structures: int, n_components: int, stats) -> torch.Tensor:
+        """L of one batch (normalised by the given counts); adds its squared errors and
+        counts to ``stats`` = [Σ e², n_structures, Σ f², n_force_components]."""
+        e_err, f_err = _errors(self.model, self.shift, self.scale, batch, offset,
+                               self.use_forces, create_graph=True)
+        e_sq = (e_err**2).sum()
+        loss = e_sq / n_structures
+        f_sq = torch.zeros(())
+        if self.use_forces:
+            f_sq = (f_err**2).sum()
+            loss = loss + self.force_weight * f_sq / n_components
+        stats += np.array([float(e_sq.detach()), len(e_err), float(f_sq.detach()),
+                           0 if f_err is None else f_err.numel()])
+        return loss
+
+    def validate(self, train_e: float, train_f: float) -> tuple[float, float, float]:
+        """Validation energy [meV/atom] and force [eV/Å] RMSE and the loss early stopping
+        compares (the training loss without a validation set)."""
+        w = self.force_weight
+        if self.val_set is None:
+            return np.nan, np.nan, train_e**2 / 1e6 + w * (0 if np.isnan(train_f) else train_f**2)
+        v_e, v_f = _validate(self.model, self.shift, self.scale, self.val_set, self.ref,
+                             self.dtype, self.val_forces)
+        return v_e, v_f, (v_e / 1000) ** 2 + (w * v_f**2 if self.val_forces else 0.0)
+
+
+def _epoch_runner(objective: _Objective, train_set, s: TrainSettings, clock):
+    """(run_epoch, optimizer): ``run_epoch()`` makes one pass and returns its stats.
+
+    Adam takes a step per mini-batch of ``batch_size`` structures in a seeded random
+    order, its learning rate decaying exponentially from ``lr`` to ``lr_final`` over the
+    steps (or the time budget); L-BFGS takes one ``step`` on the whole set per epoch.
+    """
+    params, n = objective.model.parameters(), len(train_set)
+    if s.optimizer == "lbfgs":
+        optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=20, history_size=100,
+                                      line_search_fn="strong_wolfe")
+        batches = [(_Batch(train_set, idx, objective.dtype, objective.use_forces), idx)
+                   for idx in np.array_split(np.arange(n), max(1, n // 64))]
+        n_components = 3 * int(train_set.n_atoms.sum())
+
+        def run_epoch():
+            stats = np.zeros(4)
+
+            def closure():
+                optimizer.zero_grad(set_to_none=True)
+                stats[:] = 0  # the stats of the last evaluation
+                total = 0.0
+                for batch, idx in batches:
+                    loss = objective.loss(batch, objective.offsets[idx], n, n_components, stats)
+                    loss.backward()
+                    total += float(loss.detach())
+                return torch.tensor(total)
+
+            optimizer.step(closure)
+            return stats
+
+        return run_epoch, optimizer
+
+    optimizer = torch.optim.Adam(params, lr=s.lr, foreach=True)
+    total_steps = s.epochs * -(-n // s.batch_size)
+    decay = np.log(s.lr_final / s.lr)
+
+    def lr_factor(step):  # fraction of the run done: of the steps, or of the time budget
+        done = clock.fraction() if s.max_time_s is not None else step / total_steps
+        return float(np.exp(decay * min(done, 1.0)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    tensors = _Tensors(train_set, objective.dtype, objective.use_forces)
+    rng = np.random.default_rng(s.seed)
+
+    def run_epoch():
+        stats, order = np.zeros(4), rng.permutation(n)
+        for start in range(0, n, s.batch_size):
+            idx = np.sort(order[start:start + s.batch_size])
+            batch = _Batch(tensors, idx, objective.dtype, objective.use_forces)
+            n_components = 3 * batch.n_atoms_total if objective.use_forces else 1
+            loss = objective.loss(batch, objective.offsets[idx], len(idx), n_components, stats)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if clock.out_of_time():
+                break
+        return stats
+
+    return run_epoch, optimizer
+
+
+def _rmse(stats) -> tuple[float, float]:
+    """Energy [meV/atom] and force [eV/Å] RMSE from [Σ e², n_structures, Σ f², n_components]."""
+    e_rmse = 1000 * np.sqrt(stats[0] / max(stats[1], 1))
+    return e_rmse, (np.sqrt(stats[2] / stats[3]) if stats[3] else np.nan)
+
+
+class _Clock:
+    """Wall-clock time since the start of training, against an optional budget [s]."""
+
+    def __init__(self, budget_s: float | None):
+        self.budget_s, self.start = budget_s, time.perf_counter()
+
+    def restart(self) -> None:
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def fraction(self) -> float:
+        return self.elapsed() / self.budget_s
+
+    def out_of_time(self) -> bool:
+        return self.budget_s is not None and self.elapsed() >= self.budget_s
+
+
+class _EarlyStopping:
+    """Tracks the best loss, its epoch and (with a validation set) its weights."""
+
+    def __init__(self, patience: int | None, keep_best: bool):
+        self.patience, self.keep_best = patience, keep_best
+        self.best_loss, self.best_epoch, self.best_state, self.stale = np.inf, -1, None, 0
+
+    def update(self, loss: float, epoch: int, model) -> None:
+        if not self.keep_best or loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.stale = loss, epoch, 0
+            if self.keep_best:
+                self.best_state = copy.deepcopy(model.state_dict())
+        else:
+            self.stale += 1
+
+    def should_stop(self) -> bool:
+        return self.patience is not None and self.stale >= self.patience
+
+
+def _progress_bar(s: TrainSettings):
+    """A tqdm bar counting seconds of the budget, or epochs."""
+    from tqdm.auto import tqdm
+
+    if s.max_time_s is not None:
+        return tqdm(total=int(np.ceil(s.max_time_s)), unit="s", desc="training",
+                    disable=not s.progress)
+    return tqdm(total=s.epochs, unit="epoch", desc="training", disable=not s.progress)
+
+
+def _show_progress(bar, clock, train_e, train_f, val_e, has_val: bool) -> None:
+    bar.set_postfix_str(f"E {train_e:.3g} meV/atom, F {train_f:.3g} eV/Å"
+                        + (f", val E {val_e:.3g}" if has_val else ""))
+    if clock.budget_s is not None:
+        bar.n = min(int(clock.elapsed()), bar.total)
+        bar.refresh()
+    else:
+        bar.update(1)
 
 
 def _validate(model, shift, scale, data, ref, dtype, forces, batch_size=32):
