@@ -27,13 +27,15 @@ _LAZY = {
     "TrainingHistory": "nnptutor.training",
     "NNPCalculator": "nnptutor.calculator",
     "Committee": "nnptutor.committee",
-    "active_learning": "nnptutor.committee",
+    "active_learning": "nnptutor.active_learning",
+    "ActiveLearningSettings": "nnptutor.active_learning",
+    "ActiveLearningHistory": "nnptutor.active_learning",
     "PairPotential": "nnptutor.pair_model",
 }
 _SUBMODULES = {
     "data", "structures", "neighbors", "cutoffs", "descriptors", "models", "potential",
     "training", "calculator", "committee", "plotting", "widgets", "checks", "environment",
-    "pair_model", "exceptions", "export",
+    "pair_model", "exceptions", "active_learning", "exploration", "export", "featurize",
 }
 
 __all__ = sorted(set(_LAZY) | _SUBMODULES)

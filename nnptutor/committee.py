@@ -1,4 +1,4 @@
-r"""Committees of potentials and query-by-committee active learning.
+r"""Committees of potentials: mean prediction, spread, calibration and selection.
 
 A committee is M potentials trained on the same data from different random seeds. Where
 the data pinned the function down, the members agree; where a structure lies away from the
@@ -20,38 +20,40 @@ cheap, label-free estimate of the error (Seung, Opper & Sompolinsky 1992; Artrit
 ρ ("disagreement", eq. 1) divides by √N as TorchANI does: if the atomic errors were
 independent, σ_E would grow like √N, so ρ compares structures of different sizes.
 
-:func:`active_learning` is the multi-NNP loop of Artrith & Behler (2012), in five steps:
+A few members trained on the same data share blind spots, so the raw spread usually
+underestimates the error. :meth:`Committee.calibrate` fits one scale factor α per quantity
+on validation data (Musil et al., JCTC 15, 906 (2019)) by maximum likelihood of a Gaussian
+error model, error ~ N(0, α²σ²):
 
-1. train M members on a small seed set (different seeds);
-2. run MD with one member (or the committee mean) to propose new structures;
-3. let the committee judge every MD frame by its disagreement ρ;
-4. label the frames where the members disagree most with the reference method (the oracle);
-5. add them to the training set, retrain every member, and repeat until no MD frame is
-   above the threshold (converged), the labelling budget is spent, or the iterations end.
+.. math::
 
+    \alpha^2 = \frac{1}{n} \sum_{k=1}^{n} \frac{\Delta_k^2}{\sigma_k^2}        \tag{3}
+
+over validation structures (energy per atom, Δ = Ē/N − E_ref/N, σ = σ_E/N) or atoms
+(forces, Δ = |F̄_i − F_ref,i|, σ = σ_F,i). :meth:`Committee.predict` then reports the
+calibrated spreads α σ; the raw ones stay available as ``*_raw``.
+
+The active-learning loop that uses a committee is in :mod:`nnptutor.active_learning`.
 Taught in notebooks/07_committee_learning.ipynb.
 """
 from __future__ import annotations
 
-import time
-import warnings
-from dataclasses import dataclass, field
+import json
+import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 
-from nnptutor.exceptions import ExtrapolationWarning
 from nnptutor.potential import Potential, warn_extrapolation
 
-#: Criterion name -> (result key, unit) of the disagreement used for selection.
-CRITERIA = {"energy": ("disagreement", "eV"), "forces": ("max_forces_std", "eV/Å")}
-THERMOSTATS = ("langevin", "berendsen", "nve")
+#: How :func:`sort_by_trust` labels frames.
+ACCURATE, CANDIDATE, FAILED = "accurate", "candidate", "failed"
+#: File that :meth:`Committee.save` writes next to the members' files.
+COMMITTEE_FILE = "committee.json"
 
 
-# ---------------------------------------------------------------------------------------
-# the committee
-# ---------------------------------------------------------------------------------------
 class Committee:
     """Several potentials evaluated together: mean prediction and spread (eqs. 1–2).
 
@@ -66,6 +68,9 @@ class Committee:
     Attributes
     ----------
     members : list of Potential
+    energy_scale, force_scale : float
+        Calibration factors α of eq. (3) for the energy and force spreads (1.0 until
+        :meth:`calibrate` is called).
     extra_properties : tuple of str
         Results beyond a single potential's, offered to :class:`nnptutor.NNPCalculator`.
 
@@ -77,7 +82,7 @@ class Committee:
     """
 
     extra_properties = ("energy_std", "disagreement", "forces_std", "max_forces_std",
-                        "member_energies", "member_forces")
+                        "energy_std_raw", "forces_std_raw", "member_energies", "member_forces")
 
     def __init__(self, potentials: Sequence[Potential]):
         if isinstance(potentials, Potential) or not isinstance(potentials, Sequence):
@@ -96,6 +101,8 @@ class Committee:
                     f"potentials[0] covers {sorted(elements)}"
                 )
         self.members = potentials
+        self.energy_scale = 1.0
+        self.force_scale = 1.0
 
     @classmethod
     def from_descriptor(cls, descriptor, n_members: int = 4, model: str = "BPNN",
@@ -231,11 +238,13 @@ class Committee:
         -------
         dict
             ``energy`` float, mean [eV]; ``energies`` (n_atoms,) mean per-atom energies
-            [eV]; ``energy_std`` float, σ_E [eV]; ``disagreement`` float, ρ = σ_E/√N [eV]
-            (eq. 1); ``member_energies`` (M,) [eV]; ``extrapolating`` (n_atoms,) bool, True
-            where any member extrapolates. With ``forces``: ``forces`` (n_atoms, 3) mean
-            [eV/Å]; ``forces_std`` (n_atoms,) σ_F,i [eV/Å] (eq. 2); ``max_forces_std``
-            float [eV/Å]; ``member_forces`` (M, n_atoms, 3) [eV/Å].
+            [eV]; ``energy_std`` float, calibrated α_E σ_E [eV] (``energy_std_raw``: σ_E);
+            ``disagreement`` float, calibrated ρ = α_E σ_E/√N [eV] (eq. 1);
+            ``member_energies`` (M,) [eV]; ``extrapolating`` (n_atoms,) bool, True where any
+            member extrapolates. With ``forces``: ``forces`` (n_atoms, 3) mean [eV/Å];
+            ``forces_std`` (n_atoms,) calibrated α_F σ_F,i [eV/Å] (eq. 2; ``forces_std_raw``
+            uncalibrated); ``max_forces_std`` float, their maximum [eV/Å];
+            ``member_forces`` (M, n_atoms, 3) [eV/Å].
         """
         from nnptutor.structures import check_atoms
 
@@ -266,11 +275,13 @@ class Committee:
                     member_forces[m] = out["forces"]
                 extrapolating |= out["extrapolating"]
 
-        energy_std = float(member_energy.std(ddof=1))
+        energy_std_raw = float(member_energy.std(ddof=1))
+        energy_std = self.energy_scale * energy_std_raw
         result = {
             "energy": float(member_energy.mean()),
             "energies": member_energies.mean(axis=0),
             "energy_std": energy_std,
+            "energy_std_raw": energy_std_raw,
             "disagreement": energy_std / np.sqrt(n_atoms),
             "member_energies": member_energy,
             "extrapolating": extrapolating,
@@ -278,8 +289,9 @@ class Committee:
         if forces:
             mean_forces = member_forces.mean(axis=0)  # (n_atoms, 3)
             deviation = ((member_forces - mean_forces) ** 2).sum(axis=(0, 2))  # (n_atoms,)
-            forces_std = np.sqrt(deviation / (self.n_members - 1))
-            result.update(forces=mean_forces, forces_std=forces_std,
+            forces_std_raw = np.sqrt(deviation / (self.n_members - 1))
+            forces_std = self.force_scale * forces_std_raw
+            result.update(forces=mean_forces, forces_std=forces_std, forces_std_raw=forces_std_raw,
                           max_forces_std=float(forces_std.max()), member_forces=member_forces)
         if warn and extrapolating.any():
             warn_extrapolation(extrapolating)
@@ -299,10 +311,13 @@ class Committee:
         -------
         dict
             Scalars: ``energy_rmse_meV_per_atom`` and ``force_rmse`` [eV/Å] of the committee
-            mean. Per structure, shape (n_structures,): ``energy_per_atom_ref``,
+            mean. Per structure, shape (n_structures,): ``n_atoms``, ``energy_per_atom_ref``,
             ``energy_per_atom_pred`` (mean) [eV/atom], ``energy_error_per_atom``
-            |mean − ref|/N [eV/atom], ``energy_std`` σ_E [eV], ``disagreement`` ρ [eV],
-            ``max_forces_std`` [eV/Å], ``max_force_error`` (largest |ΔF| of an atom) [eV/Å].
+            |mean − ref|/N [eV/atom], ``energy_std`` calibrated α_E σ_E [eV]
+            (``energy_std_raw``: σ_E), ``disagreement`` ρ [eV], ``max_forces_std``
+            calibrated [eV/Å], ``max_force_error`` (largest |ΔF| of an atom) [eV/Å]. Per
+            atom, shape (n_atoms_total,): ``force_error`` |ΔF_i| and ``forces_std_raw``
+            σ_F,i [eV/Å].
         """
         from nnptutor.training import FeaturizedSet, evaluate, featurize
 
@@ -321,25 +336,86 @@ class Committee:
         n_atoms = data.n_atoms.astype(float)  # (n_structures,)
         e_pred = np.stack([r["energy_per_atom_pred"] for r in per_member])  # (M, n_structures)
         e_ref = per_member[0]["energy_per_atom_ref"]
-        energy_std = e_pred.std(axis=0, ddof=1) * n_atoms  # σ of total energies
+        energy_std_raw = e_pred.std(axis=0, ddof=1) * n_atoms  # σ_E of total energies
+        energy_std = self.energy_scale * energy_std_raw
         e_mean = e_pred.mean(axis=0)
         f_pred = np.stack([r["forces_pred"] for r in per_member])  # (M, n_atoms_total, 3)
         f_ref = per_member[0]["forces_ref"]
         f_mean = f_pred.mean(axis=0)
-        f_std = np.sqrt(((f_pred - f_mean) ** 2).sum(axis=(0, 2)) / (self.n_members - 1))
+        f_std_raw = np.sqrt(((f_pred - f_mean) ** 2).sum(axis=(0, 2)) / (self.n_members - 1))
+        f_std = self.force_scale * f_std_raw
         f_err = np.linalg.norm(f_mean - f_ref, axis=1)  # (n_atoms_total,)
         split = np.cumsum(data.n_atoms)[:-1]
         return {
             "energy_rmse_meV_per_atom": 1000 * float(np.sqrt(np.mean((e_mean - e_ref) ** 2))),
             "force_rmse": float(np.sqrt(np.mean((f_mean - f_ref) ** 2))),
+            "n_atoms": n_atoms,
             "energy_per_atom_ref": e_ref,
             "energy_per_atom_pred": e_mean,
             "energy_error_per_atom": np.abs(e_mean - e_ref),
             "energy_std": energy_std,
+            "energy_std_raw": energy_std_raw,
             "disagreement": energy_std / np.sqrt(n_atoms),
             "max_forces_std": np.array([s.max() for s in np.split(f_std, split)]),
             "max_force_error": np.array([e.max() for e in np.split(f_err, split)]),
+            "forces_std_raw": f_std_raw,
+            "force_error": f_err,
         }
+
+    # --- calibration (Musil et al. 2019) ---------------------------------------------------
+    def calibrate(self, images) -> dict:
+        """Fit the scale factors α_E and α_F of eq. (3) on validation structures.
+
+        Call it with labelled structures the members were *not* trained on; afterwards
+        :meth:`predict` and :meth:`evaluate` report calibrated spreads α σ.
+
+        Parameters
+        ----------
+        images : list of ase.Atoms or FeaturizedSet
+            Validation structures with reference energies and forces.
+
+        Returns
+        -------
+        dict
+            ``energy_scale`` α_E and ``force_scale`` α_F (dimensionless).
+        """
+        self.energy_scale = self.force_scale = 1.0
+        raw = self.evaluate(images)
+        per_atom_std = raw["energy_std_raw"] / raw["n_atoms"]
+        self.energy_scale = _calibration_factor(raw["energy_error_per_atom"], per_atom_std)
+        self.force_scale = _calibration_factor(raw["force_error"], raw["forces_std_raw"])
+        return {"energy_scale": self.energy_scale, "force_scale": self.force_scale}
+
+    # --- files ---------------------------------------------------------------------------
+    def save(self, folder) -> Path:
+        """Write every member (``member_<m>.pt``) and ``committee.json`` into ``folder``.
+
+        Returns
+        -------
+        pathlib.Path
+            The folder (created if needed).
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for m, pot in enumerate(self.members):
+            pot.save(folder / f"member_{m}.pt")
+        meta = {"n_members": self.n_members, "energy_scale": self.energy_scale,
+                "force_scale": self.force_scale}
+        (folder / COMMITTEE_FILE).write_text(json.dumps(meta, indent=1))
+        return folder
+
+    @classmethod
+    def load(cls, folder) -> "Committee":
+        """Read a committee written by :meth:`save` (members and calibration)."""
+        folder = Path(folder)
+        if not (folder / COMMITTEE_FILE).is_file():
+            raise ValueError(f"no {COMMITTEE_FILE} in {os.fspath(folder)!r}")
+        meta = json.loads((folder / COMMITTEE_FILE).read_text())
+        committee = cls([Potential.load(folder / f"member_{m}.pt")
+                         for m in range(int(meta["n_members"]))])
+        committee.energy_scale = float(meta["energy_scale"])
+        committee.force_scale = float(meta["force_scale"])
+        return committee
 
     def __repr__(self) -> str:
         shared = self.descriptor
@@ -354,12 +430,18 @@ class Committee:
 
 
 def _member_prediction(pot: Potential, atoms, values, types_np, vjp) -> dict:
-    """One member on precomputed features: what :meth:`Potential.predict` does after featurising.
-
-    Returns energy [eV], energies (n_atoms,) [eV], extrapolating (n_atoms,) bool and, if
-    ``vjp`` is given, forces (n_atoms, 3) [eV/Å].
-    """
+    """One member on precomputed features: what :meth:`Potential.predict` does after featurising."""
     return pot.predict_from_features(atoms, values, types_np, vjp, warn=False)
+
+
+def _calibration_factor(errors, spreads) -> float:
+    """α of eq. (3): sqrt(mean(Δ²/σ²)) over samples with σ > 0 (1.0 if there are none)."""
+    errors = np.asarray(errors, dtype=float)
+    spreads = np.asarray(spreads, dtype=float)
+    usable = spreads > 1e-12
+    if not usable.any():
+        return 1.0
+    return float(np.sqrt(np.mean((errors[usable] / spreads[usable]) ** 2)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -406,579 +488,27 @@ def select_randomly(n_candidates: int, n_select: int, rng: np.random.Generator) 
     return np.sort(rng.choice(n_candidates, size=n_select, replace=False)).astype(int)
 
 
-# ---------------------------------------------------------------------------------------
-# history
-# ---------------------------------------------------------------------------------------
-@dataclass
-class ActiveLearningHistory:
-    """What :func:`active_learning` did, one row per iteration (row 0: seed training).
-
-    Attributes
-    ----------
-    iteration : list of int
-    n_train : list of int
-        Training structures after the iteration (seed + labelled).
-    n_labelled : list of int
-        Structures labelled by the oracle so far (cumulative).
-    n_candidates : list of int
-        MD frames judged in the iteration (0 in row 0).
-    n_above_threshold : list of int
-        Candidates with disagreement above the threshold (all of them without one).
-    max_disagreement, mean_disagreement : list of float
-        Over the iteration's candidates, in the criterion's unit (NaN in row 0).
-    md_steps : list of int
-        MD steps run in the iteration; ``md_stopped`` trajectories ended early (disagreement
-        above ``md_stop`` or an invalid structure).
-    energy_rmse_meV_per_atom, force_rmse : list of float
-        Committee-mean errors on the test set after the iteration's training [meV/atom],
-        [eV/Å] (NaN without a test set).
-    test_disagreement : list of float
-        Mean ρ over the test set [eV].
-    candidate_disagreements : list of ndarray
-        Every candidate's disagreement, per iteration.
-    labelled : list of ase.Atoms
-        Structures labelled by the oracle, in order; ``info["al_iteration"]`` and
-        ``info["al_disagreement"]`` say when and why.
-    training_images : list of ase.Atoms
-        Seed images followed by ``labelled``: everything a restart needs.
-    converged : bool
-        True if an iteration found no candidate above the threshold.
-    stop_reason : str
-        "converged", "budget", "iterations" or "oracle failed: ...".
-    criterion, unit : str
-    settings : dict
-    committee : Committee
-        The committee, trained on ``training_images``.
-    """
-
-    iteration: list = field(default_factory=list)
-    n_train: list = field(default_factory=list)
-    n_labelled: list = field(default_factory=list)
-    n_candidates: list = field(default_factory=list)
-    n_above_threshold: list = field(default_factory=list)
-    max_disagreement: list = field(default_factory=list)
-    mean_disagreement: list = field(default_factory=list)
-    md_steps: list = field(default_factory=list)
-    md_stopped: list = field(default_factory=list)
-    energy_rmse_meV_per_atom: list = field(default_factory=list)
-    force_rmse: list = field(default_factory=list)
-    test_disagreement: list = field(default_factory=list)
-    candidate_disagreements: list = field(default_factory=list)
-    labelled: list = field(default_factory=list)
-    training_images: list = field(default_factory=list)
-    converged: bool = False
-    stop_reason: str = ""
-    criterion: str = "energy"
-    unit: str = "eV"
-    settings: dict = field(default_factory=dict)
-    committee: object = None
-    time_s: float = 0.0
-
-    _COLUMNS = ("iteration", "n_train", "n_labelled", "n_candidates", "n_above_threshold",
-                "max_disagreement", "mean_disagreement", "md_steps", "md_stopped",
-                "energy_rmse_meV_per_atom", "force_rmse", "test_disagreement")
-
-    def _append(self, **row):
-        for name in self._COLUMNS:
-            getattr(self, name).append(row[name])
-
-    def __len__(self) -> int:
-        return len(self.iteration)
-
-    def rows(self) -> list[dict]:
-        """The table as a list of dicts, one per iteration."""
-        return [{name: getattr(self, name)[k] for name in self._COLUMNS} for k in range(len(self))]
-
-    def table(self, digits: int = 1) -> str:
-        """A plain-text table: labels, candidates, disagreement [meV or meV/Å], test errors."""
-        scale, unit = (1000, "meV") if self.unit == "eV" else (1000, "meV/Å")
-        head = (f"{'iter':>4} {'train':>5} {'new':>4} {'cand':>5} {'>thr':>5} "
-                f"{'max ρ [' + unit + ']':>14} {'E [meV/at]':>11} {'F [eV/Å]':>9}")
-        lines = [head]
-        previous = 0
-        for r in self.rows():
-            new = r["n_labelled"] - previous
-            previous = r["n_labelled"]
-            lines.append(
-                f"{r['iteration']:>4} {r['n_train']:>5} {new:>4} {r['n_candidates']:>5} "
-                f"{r['n_above_threshold']:>5} {scale * r['max_disagreement']:>14.{digits}f} "
-                f"{r['energy_rmse_meV_per_atom']:>11.{digits}f} {r['force_rmse']:>9.3f}"
-            )
-        return "\n".join(lines)
-
-    def plot(self, ax=None, quantity: str = "energy", label: str | None = None, **kwargs):
-        """Test error of the committee mean against the number of labelled structures.
-
-        Parameters
-        ----------
-        ax : matplotlib Axes, optional
-        quantity : {"energy", "forces"}
-        label : str, optional
-            Legend entry (e.g. "committee" or "random").
-
-        Returns
-        -------
-        matplotlib Axes
-        """
-        import matplotlib.pyplot as plt
-
-        if quantity not in ("energy", "forces"):
-            raise ValueError(f"quantity must be 'energy' or 'forces', got {quantity!r}")
-        if ax is None:
-            _, ax = plt.subplots()
-        y = self.energy_rmse_meV_per_atom if quantity == "energy" else self.force_rmse
-        ax.plot(self.n_labelled, y, marker="o", label=label, **kwargs)
-        ax.set_xlabel("structures labelled by the oracle")
-        ax.set_ylabel("test energy RMSE [meV/atom]" if quantity == "energy"
-                      else "test force RMSE [eV/Å]")
-        if label is not None:
-            ax.legend()
-        return ax
-
-    def __repr__(self) -> str:
-        if not len(self):
-            return "ActiveLearningHistory(empty)"
-        return (
-            f"ActiveLearningHistory({len(self) - 1} iterations, {self.n_labelled[-1]} labelled, "
-            f"{self.n_train[-1]} training structures, stop: {self.stop_reason}; test "
-            f"{self.energy_rmse_meV_per_atom[0]:.3g} -> {self.energy_rmse_meV_per_atom[-1]:.3g} "
-            f"meV/atom)"
-        )
-
-
-# ---------------------------------------------------------------------------------------
-# MD exploration (step 2) and judging (step 3)
-# ---------------------------------------------------------------------------------------
-class _StopTrajectory(Exception):
-    """Raised by the MD observer when the committee's disagreement passes ``md_stop``."""
-
-
-class _Driver:
-    """A ``predict`` for :class:`NNPCalculator` that moves atoms with one member (or the
-    mean) while the whole committee watches: one featurisation gives both."""
-
-    extra_properties = Committee.extra_properties
-
-    def __init__(self, committee: Committee, member: int | None):
-        self.committee, self.member = committee, member
-
-    def predict(self, atoms, forces=True, warn=False):
-        out = self.committee.predict(atoms, forces=True, warn=False)
-        if self.member is not None:
-            m = self.member
-            out = dict(out, energy=float(out["member_energies"][m]),
-                       forces=out["member_forces"][m])
-        return out
-
-
-def _explore(committee, start: Atoms, temperature_K: float, steps: int, timestep_fs: float,
-             sample_interval: int, thermostat: str, friction_per_fs: float,
-             md_driver: str, md_stop, criterion: str, rng) -> tuple[list, list, int, bool]:
-    """One MD trajectory; returns (frames, disagreements, steps run, stopped early)."""
-    from ase.constraints import FixCom
-    from ase.md.langevin import Langevin
-    from ase.md.nvtberendsen import NVTBerendsen
-    from ase.md.velocitydistribution import Stationary
-
-    try:
-        from ase.md.velocitydistribution import thermalize_momenta
-    except ImportError:  # ASE < 3.29
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
-    from ase.md.verlet import VelocityVerlet
-
-    from nnptutor.calculator import NNPCalculator
-
-    key = CRITERIA[criterion][0]
-    atoms = Atoms(start.numbers, start.positions, cell=start.cell, pbc=start.pbc)
-    atoms.calc = NNPCalculator(_Driver(committee, 0 if md_driver == "first" else None),
-                               warn=False)
-    thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
-    Stationary(atoms)
-    dt = timestep_fs * units.fs
-    if thermostat == "langevin":
-        # fixcm=False plus a FixCom constraint: ASE's recommended way to stop drift
-        atoms.set_constraint(FixCom())
-        dyn = Langevin(atoms, dt, temperature_K=temperature_K,
-                       friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
-    elif thermostat == "berendsen":
-        dyn = NVTBerendsen(atoms, dt, temperature_K=temperature_K,
-                           taut=1.0 / friction_per_fs * units.fs)
-    else:
-        dyn = VelocityVerlet(atoms, dt)
-
-    frames, scores = [], []
-
-    def observe():
-        if dyn.nsteps == 0:
-            return
-        value = float(atoms.calc.results[key])
-        stop = md_stop is not None and value > md_stop
-        if dyn.nsteps % sample_interval == 0 or stop:
-            frame = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-            frame.info.update(md_step=int(dyn.nsteps), temperature_K=float(temperature_K))
-            frames.append(frame)
-            scores.append(value)
-        if stop:
-            raise _StopTrajectory
-
-    dyn.attach(observe, interval=1)
-    stopped = False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExtrapolationWarning)
-        try:
-            dyn.run(steps)
-        except _StopTrajectory:
-            stopped = True
-        except ValueError:  # atoms collapsed or flew to NaN: an unusable model, not a bug
-            stopped = True
-    return frames, scores, int(dyn.nsteps), stopped
-
-
-def md_errors(committee: Committee, start: Atoms, oracle, temperature_K: float = 900.0,
-              steps: int = 100, timestep_fs: float = 5.0, sample_interval: int = 10,
-              md_driver: str = "mean", seed: int = 0) -> dict:
-    """Run Langevin MD with the committee and compare sampled frames with the oracle.
-
-    A test of what matters in practice: does MD with the potential stay physical, and how
-    wrong are its forces along the way? A committee trained outside its data typically
-    shows growing errors and disagreement, and may end with collapsed atoms.
+def sort_by_trust(values, lower: float, upper: float) -> np.ndarray:
+    """Sort frames into accurate / candidate / failed by a trust window (DP-GEN's rule).
 
     Parameters
     ----------
-    committee : Committee
-    start : ase.Atoms
-        Starting structure (no labels needed).
-    oracle : ase Calculator
-        Reference for the sampled frames.
-    temperature_K : float
-        Thermostat temperature [K].
-    steps : int
-        MD steps.
-    timestep_fs : float
-        [fs].
-    sample_interval : int
-        Compare every this many steps.
-    md_driver : {"mean", "first"}
-        Forces of the committee mean or of member 0.
-    seed : int
-        Initial velocities and Langevin noise.
+    values : array, shape (n_frames,)
+        A spread per frame (e.g. calibrated max_i σ_F,i [eV/Å]).
+    lower, upper : float
+        Trust levels in the same unit, 0 ≤ lower ≤ upper.
 
     Returns
     -------
-    dict
-        ``time_fs``, ``disagreement`` ρ [eV], ``max_forces_std`` [eV/Å],
-        ``max_force_error`` (largest |F − F_ref| of an atom) [eV/Å] and
-        ``energy_error_per_atom`` (mean − ref)/N [eV], each shape (n_frames,);
-        ``steps_run`` int; ``completed`` bool (False if the atoms collapsed on the way).
+    ndarray of str, shape (n_frames,)
+        "accurate" (value ≤ lower: the committee trusts itself), "candidate" (lower < value
+        ≤ upper: worth a label) or "failed" (value > upper, or not finite: too far from the
+        data to be physical; never labelled).
     """
-    from nnptutor.data import label
-
-    if md_driver not in ("first", "mean"):
-        raise ValueError(f"md_driver must be 'first' or 'mean', got {md_driver!r}")
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
-    frames, _, steps_run, stopped = _explore(
-        committee, start, temperature_K, steps, timestep_fs, sample_interval, "langevin",
-        0.02, md_driver, None, "energy", rng)
-    reference = label(frames, oracle, progress=False)
-    out = {k: [] for k in ("time_fs", "disagreement", "max_forces_std", "max_force_error",
-                           "energy_error_per_atom")}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExtrapolationWarning)
-        for frame, ref in zip(frames, reference):
-            pred = committee.predict(frame, warn=False)
-            out["time_fs"].append(frame.info["md_step"] * timestep_fs)
-            out["disagreement"].append(pred["disagreement"])
-            out["max_forces_std"].append(pred["max_forces_std"])
-            out["max_force_error"].append(
-                float(np.linalg.norm(pred["forces"] - ref.get_forces(), axis=1).max()))
-            out["energy_error_per_atom"].append(
-                (pred["energy"] - ref.get_potential_energy()) / len(frame))
-    out = {k: np.asarray(v, dtype=float) for k, v in out.items()}
-    out.update(steps_run=steps_run, completed=not stopped and steps_run == steps)
-    return out
-
-
-# ---------------------------------------------------------------------------------------
-# the loop
-# ---------------------------------------------------------------------------------------
-def _retrain(committee: Committee, data_by_group, iteration: int, seed: int, epochs: int,
-             retrain: str, train_kwargs: dict):
-    """Steps 1 and 5: every member trained on all data, from seeds drawn from (seed, iteration)."""
-    iteration_seed = int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0] >> 1)
-    committee.train([data for _, data in data_by_group], epochs=epochs, seed=iteration_seed,
-                    fresh=retrain == "scratch", progress=False, **train_kwargs)
-
-
-def _concat(a, b):
-    """Two FeaturizedSets with the same descriptor as one."""
-    from nnptutor.training import FeaturizedSet
-
-    if a is None:
-        return b
-    return FeaturizedSet(
-        a.descriptor, a.values + b.values, a.types + b.types, a.center + b.center,
-        a.neighbor + b.neighbor, a.derivatives + b.derivatives,
-        np.concatenate([a.n_atoms, b.n_atoms]), np.concatenate([a.energies, b.energies]),
-        a.forces + b.forces, np.concatenate([a.compositions, b.compositions]),
-    )
-
-
-def active_learning(
-    committee: Committee,
-    oracle,
-    seed_images: Sequence[Atoms],
-    test_images: Sequence[Atoms] | None = None,
-    *,
-    n_iterations: int = 5,
-    md_starts: Sequence[Atoms] | None = None,
-    md_temperature_K: float | Sequence[float] = 300.0,
-    md_steps: int = 200,
-    timestep_fs: float = 2.0,
-    sample_interval: int = 10,
-    thermostat: str = "langevin",
-    friction_per_fs: float = 0.02,
-    md_driver: str = "first",
-    md_stop: float | None = None,
-    n_trajectories: int | None = None,
-    criterion: str = "energy",
-    threshold: float | None = None,
-    top_k: int | None = None,
-    budget: int | None = None,
-    selection: str = "committee",
-    epochs: int = 100,
-    retrain: str = "scratch",
-    train_seed_images: bool = True,
-    train_kwargs: dict | None = None,
-    seed: int = 0,
-    progress: bool = True,
-) -> ActiveLearningHistory:
-    """Query by committee in MD: the label–retrain loop of Artrith & Behler (2012).
-
-    Step 1 trains the members on ``seed_images``; each iteration then runs MD (step 2),
-    scores every sampled frame by the committee's disagreement (step 3), labels the
-    selected frames with ``oracle`` (step 4) and retrains every member on all labels
-    (step 5). The loop stops when no frame is above ``threshold`` (converged), when
-    ``budget`` labels are spent, after ``n_iterations``, or when the oracle fails.
-
-    Parameters
-    ----------
-    committee : Committee
-        Trained in place: with ``retrain="scratch"`` its members are replaced by new ones.
-    oracle : ase Calculator
-        The reference method (EMT, TBLite, DFT, ...); it labels energy and forces.
-    seed_images : list of ase.Atoms
-        Labelled seed structures (energy and forces attached, as from
-        :func:`nnptutor.data.load` or :func:`nnptutor.data.label`).
-    test_images : list of ase.Atoms, optional
-        Labelled structures never trained on; the committee mean's errors on them are
-        recorded after every iteration.
-    n_iterations : int
-        Maximum number of label–retrain iterations after the seed training.
-    md_starts : list of ase.Atoms, optional
-        Starting structures of the MD runs (need no labels); default ``seed_images``.
-        Trajectories take them in turn across iterations.
-    md_temperature_K : float or list of float
-        Thermostat temperature [K], one value or one per entry of ``md_starts``.
-    md_steps : int
-        Steps per trajectory.
-    timestep_fs : float
-        MD time step [fs].
-    sample_interval : int
-        Every this many steps a frame becomes a candidate.
-    thermostat : {"langevin", "berendsen", "nve"}
-    friction_per_fs : float
-        Langevin friction [1/fs]; Berendsen uses τ = 1/friction [fs].
-    md_driver : {"first", "mean"}
-        Move atoms with member 0's forces (Artrith & Behler) or the committee mean's.
-    md_stop : float, optional
-        End a trajectory at the first step whose disagreement exceeds this (the frame is
-        kept as a candidate): a model far outside its data produces unphysical structures.
-    n_trajectories : int, optional
-        Trajectories per iteration; default ``min(len(md_starts), 4)``.
-    criterion : {"energy", "forces"}
-        Disagreement used: ρ = σ_E/√N [eV] (eq. 1) or max_i σ_F,i [eV/Å] (eq. 2).
-    threshold : float, optional
-        Label only frames above it, in the criterion's unit; convergence means no frame
-        above it.
-    top_k : int, optional
-        At most this many labels per iteration (the most disputed first).
-    budget : int, optional
-        At most this many labels in total.
-    selection : {"committee", "random"}
-        "random" labels as many frames as the committee rule would, drawn uniformly from the
-        same candidates: the baseline with the same labelling budget.
-    epochs : int
-        Training epochs per member and iteration (a fixed count, so runs are reproducible).
-    retrain : {"scratch", "continue"}
-        New weights each iteration (from new seeds), or continue from the current ones.
-    train_seed_images : bool
-        Step 1; set False if the committee is already trained on ``seed_images``.
-    train_kwargs : dict, optional
-        Further arguments of :func:`nnptutor.train` (``force_weight``, ``lr``, ...).
-    seed : int
-        Seeds the MD velocities and thermostat, member training and random selection:
-        the same seed gives the same history.
-    progress : bool
-        Progress bar over the iterations.
-
-    Returns
-    -------
-    ActiveLearningHistory
-    """
-    from tqdm.auto import tqdm
-
-    from nnptutor.data import label
-    from nnptutor.training import featurize
-
-    # --- validate at the boundary --------------------------------------------------------
-    if not isinstance(committee, Committee):
-        raise ValueError(f"committee must be a Committee, got {type(committee).__name__}")
-    if not callable(getattr(oracle, "get_potential_energy", None)):
-        raise ValueError(f"oracle must be an ASE calculator, got {type(oracle).__name__}")
-    seed_images = [seed_images] if isinstance(seed_images, Atoms) else list(seed_images)
-    if not seed_images:
-        raise ValueError("seed_images is empty: step 1 needs labelled structures")
-    md_starts = seed_images if md_starts is None else list(md_starts)
-    if not md_starts:
-        raise ValueError("md_starts is empty")
-    temperatures = np.broadcast_to(np.asarray(md_temperature_K, dtype=float), (len(md_starts),)) \
-        if np.ndim(md_temperature_K) == 0 or len(md_temperature_K) == len(md_starts) else None
-    if temperatures is None:
-        raise ValueError(f"md_temperature_K must be one value or {len(md_starts)} (one per "
-                         f"md_start), got {len(md_temperature_K)}")
-    if (temperatures <= 0).any():
-        raise ValueError("md_temperature_K must be positive")
-    if thermostat not in THERMOSTATS:
-        raise ValueError(f"thermostat must be one of {THERMOSTATS}, got {thermostat!r}")
-    if md_driver not in ("first", "mean"):
-        raise ValueError(f"md_driver must be 'first' or 'mean', got {md_driver!r}")
-    if criterion not in CRITERIA:
-        raise ValueError(f"criterion must be one of {sorted(CRITERIA)}, got {criterion!r}")
-    if selection not in ("committee", "random"):
-        raise ValueError(f"selection must be 'committee' or 'random', got {selection!r}")
-    if retrain not in ("scratch", "continue"):
-        raise ValueError(f"retrain must be 'scratch' or 'continue', got {retrain!r}")
-    if threshold is None and top_k is None:
-        raise ValueError("give a threshold and/or top_k to select structures for labelling")
-    for name, value in (("n_iterations", n_iterations), ("md_steps", md_steps),
-                        ("sample_interval", sample_interval), ("epochs", epochs)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    for name, value in (("top_k", top_k), ("budget", budget), ("n_trajectories", n_trajectories)):
-        if value is not None and (int(value) != value or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if timestep_fs <= 0 or friction_per_fs <= 0:
-        raise ValueError("timestep_fs and friction_per_fs must be positive")
-    n_trajectories = min(len(md_starts), 4) if n_trajectories is None else int(n_trajectories)
-    train_kwargs = dict(train_kwargs or {})
-    for reserved in ("epochs", "seed", "progress", "val_images"):
-        if reserved in train_kwargs:
-            raise ValueError(f"train_kwargs may not set {reserved!r} (active_learning sets it)")
-
-    settings = dict(n_iterations=n_iterations, md_temperature_K=temperatures.tolist(),
-                    md_steps=md_steps, timestep_fs=timestep_fs, sample_interval=sample_interval,
-                    thermostat=thermostat, friction_per_fs=friction_per_fs,
-                    md_driver=md_driver, md_stop=md_stop, n_trajectories=n_trajectories,
-                    criterion=criterion, threshold=threshold, top_k=top_k, budget=budget,
-                    selection=selection, epochs=epochs, retrain=retrain,
-                    train_kwargs=train_kwargs, seed=seed)
-    key, unit = CRITERIA[criterion]
-    history = ActiveLearningHistory(criterion=criterion, unit=unit, settings=settings,
-                                    committee=committee)
-    history.training_images = list(seed_images)
-    start_time = time.perf_counter()
-
-    # featurise once per descriptor group; new labels are appended as they come
-    groups = committee._groups()
-    data = [(g, featurize(committee.members[g[0]].descriptor, seed_images, progress=False))
-            for g in groups]
-    test_data = None
-    if test_images is not None:
-        test_data = featurize(committee.members[0].descriptor, test_images, progress=False)
-
-    def record(iteration, frames_scores=(), md_steps_run=0, md_stopped=0):
-        scores = np.asarray(frames_scores, dtype=float)
-        above = int((scores > threshold).sum()) if threshold is not None else len(scores)
-        errors = {"energy_rmse_meV_per_atom": np.nan, "force_rmse": np.nan,
-                  "disagreement": np.array([np.nan])}
-        if test_images is not None:
-            errors = committee.evaluate(test_data if committee.descriptor is not None
-                                        else test_images)
-        history._append(
-            iteration=iteration, n_train=len(history.training_images),
-            n_labelled=len(history.labelled), n_candidates=len(scores),
-            n_above_threshold=above,
-            max_disagreement=float(scores.max()) if len(scores) else np.nan,
-            mean_disagreement=float(scores.mean()) if len(scores) else np.nan,
-            md_steps=md_steps_run, md_stopped=md_stopped,
-            energy_rmse_meV_per_atom=errors["energy_rmse_meV_per_atom"],
-            force_rmse=errors["force_rmse"],
-            test_disagreement=float(np.mean(errors["disagreement"])),
-        )
-        history.candidate_disagreements.append(scores)
-
-    # --- step 1: train the members on the seed set ---------------------------------------
-    bar = tqdm(total=n_iterations + 1, desc="active learning", unit="iter", disable=not progress)
-    try:
-        if train_seed_images:
-            _retrain(committee, data, 0, seed, epochs, retrain, train_kwargs)
-        record(0)
-        bar.update(1)
-        history.stop_reason = "iterations"
-        trajectory = 0
-        for iteration in range(1, n_iterations + 1):
-            rng = np.random.default_rng(np.random.SeedSequence([seed, iteration, 7]))
-            # --- step 2: MD with one member; step 3: the committee judges every frame
-            frames, scores, steps_run, n_stopped = [], [], 0, 0
-            for _ in range(n_trajectories):
-                k = trajectory % len(md_starts)
-                trajectory += 1
-                f, s, n, stopped = _explore(committee, md_starts[k], temperatures[k], md_steps,
-                                            timestep_fs, sample_interval, thermostat,
-                                            friction_per_fs, md_driver, md_stop, criterion, rng)
-                frames += f
-                scores += s
-                steps_run += n
-                n_stopped += int(stopped)
-            scores_arr = np.asarray(scores, dtype=float)
-            if threshold is not None and not (scores_arr > threshold).any():
-                history.converged, history.stop_reason = True, "converged"
-                record(iteration, scores, steps_run, n_stopped)
-                bar.update(1)
-                break
-            # --- step 4: label the disputed frames
-            left = None if budget is None else budget - len(history.labelled)
-            chosen = select_by_disagreement(scores_arr, threshold, top_k, left)
-            if selection == "random":
-                chosen = select_randomly(len(frames), len(chosen), rng)
-            new = []
-            for c in chosen:
-                try:
-                    (labelled,) = label([frames[c]], oracle, progress=False)
-                except Exception as exc:  # any failure of the reference method
-                    history.stop_reason = (f"oracle failed: {type(exc).__name__}: {exc} "
-                                           f"(iteration {iteration}, candidate {int(c)})")
-                    warnings.warn(f"active_learning stopped, {history.stop_reason}; "
-                                  f"{len(history.labelled)} labelled structures kept",
-                                  RuntimeWarning, stacklevel=2)
-                    return history
-                labelled.info.update(al_iteration=iteration, al_disagreement=float(scores_arr[c]))
-                new.append(labelled)
-                history.labelled.append(labelled)
-                history.training_images.append(labelled)
-            # --- step 5: retrain every member on everything labelled so far
-            if new:
-                data = [(g, _concat(d, featurize(d.descriptor, new, progress=False)))
-                        for g, d in data]
-                _retrain(committee, data, iteration, seed, epochs, retrain, train_kwargs)
-            record(iteration, scores, steps_run, n_stopped)
-            bar.update(1)
-            bar.set_postfix_str(f"labelled {len(history.labelled)}, test E "
-                                f"{history.energy_rmse_meV_per_atom[-1]:.3g} meV/atom")
-            if budget is not None and len(history.labelled) >= budget:
-                history.stop_reason = "budget"
-                break
-    finally:
-        bar.close()
-        history.time_s = time.perf_counter() - start_time
-    return history
+    values = np.asarray(values, dtype=float)
+    if not 0 <= lower <= upper:
+        raise ValueError(f"trust levels need 0 <= lower <= upper, got {lower}, {upper}")
+    out = np.full(values.shape, CANDIDATE, dtype=object)
+    out[values <= lower] = ACCURATE
+    out[~(values <= upper)] = FAILED  # NaN counts as failed
+    return out.astype(str)

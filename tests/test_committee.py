@@ -1,4 +1,4 @@
-"""Committee spread and the query-by-committee loop (nnptutor/committee.py).
+"""Committee mean, spread, calibration and selection helpers (nnptutor/committee.py).
 
 Small on purpose: 8-atom fcc Cu cells labelled by ASE's EMT, a radial-only ACSF (5
 features) and networks of 8×8 neurons, so that the whole file runs in well under a minute.
@@ -10,19 +10,17 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from ase.calculators.calculator import all_changes
 from ase.calculators.emt import EMT
 from scipy.stats import spearmanr
 
 import nnptutor as nt
 from nnptutor.committee import (
-    ActiveLearningHistory,
     Committee,
-    active_learning,
-    md_errors,
     select_by_disagreement,
     select_randomly,
+    sort_by_trust,
 )
+from nnptutor.exploration import md_errors
 from nnptutor.data import label
 from nnptutor.descriptors import ACSF
 
@@ -65,10 +63,6 @@ def trained(seed_images):
 def small_committee(n_members=2, seed=0):
     return Committee.from_descriptor(make_descriptor(), n_members=n_members, hidden=(8, 8),
                                      seed=seed)
-
-
-LOOP = dict(n_iterations=1, md_steps=12, sample_interval=3, md_temperature_K=600.0,
-            epochs=5, progress=False)
 
 
 # --- the committee --------------------------------------------------------------------
@@ -169,98 +163,6 @@ def test_selection_threshold_top_k_and_budget():
         select_by_disagreement([0.1, np.nan], top_k=1)
 
 
-# --- the loop ---------------------------------------------------------------------------
-def test_only_structures_above_threshold_are_labelled(seed_images):
-    kwargs = dict(LOOP, md_starts=seed_images[:2])
-    # a first run shows the candidates (iteration 1 depends only on the seed training)
-    probe = active_learning(small_committee(), EMT(), seed_images[:6], top_k=1, **kwargs)
-    scores = probe.candidate_disagreements[1]
-    threshold = float(np.median(scores))
-    history = active_learning(small_committee(), EMT(), seed_images[:6], threshold=threshold,
-                              **kwargs)
-    np.testing.assert_array_equal(history.candidate_disagreements[1], scores)
-    labelled = sorted(a.info["al_disagreement"] for a in history.labelled)
-    assert labelled == sorted(scores[scores > threshold])
-    assert 0 < len(labelled) < len(scores)
-    assert history.n_above_threshold[1] == len(labelled)
-    assert history.n_train[-1] == 6 + len(labelled)
-    # the labels are the oracle's
-    atoms = history.labelled[0].copy()
-    atoms.calc = EMT()
-    assert history.labelled[0].get_potential_energy() == pytest.approx(atoms.get_potential_energy())
-
-
-def test_loop_is_deterministic_for_a_seed(seed_images):
-    kwargs = dict(LOOP, n_iterations=2, top_k=2, md_starts=seed_images[:1])
-    first = active_learning(small_committee(), EMT(), seed_images[:4], seed_images[4:8],
-                            seed=3, **kwargs)
-    second = active_learning(small_committee(), EMT(), seed_images[:4], seed_images[4:8],
-                             seed=3, **kwargs)
-    assert first.rows() == second.rows()
-    for a, b in zip(first.labelled, second.labelled):
-        np.testing.assert_array_equal(a.positions, b.positions)
-    other = active_learning(small_committee(), EMT(), seed_images[:4], seed_images[4:8],
-                            seed=4, **kwargs)
-    assert not np.array_equal(other.labelled[0].positions, first.labelled[0].positions)
-
-
-class FailingEMT(EMT):
-    """EMT that raises on its third labelling, like a DFT run that does not converge."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        self.calls += 1
-        if self.calls == 3:
-            raise RuntimeError("SCF did not converge")
-        super().calculate(atoms, properties, system_changes)
-
-
-def test_failing_oracle_stops_loop_and_keeps_labels(seed_images):
-    with pytest.warns(RuntimeWarning, match="SCF did not converge"):
-        history = active_learning(small_committee(), FailingEMT(), seed_images[:4], top_k=4,
-                                  md_starts=seed_images[:1], **LOOP)
-    assert history.stop_reason.startswith("oracle failed: RuntimeError: SCF did not converge")
-    assert len(history.labelled) == 2
-    assert len(history.training_images) == 6
-    assert all(np.isfinite(a.get_potential_energy()) for a in history.labelled)
-
-
-def test_converges_when_no_frame_is_disputed(seed_images):
-    history = active_learning(small_committee(), EMT(), seed_images[:4], threshold=10.0,
-                              md_starts=seed_images[:1], **dict(LOOP, n_iterations=3))
-    assert history.converged and history.stop_reason == "converged"
-    assert len(history) == 2 and history.n_labelled[-1] == 0
-
-
-def test_random_selection_and_budget(seed_images):
-    history = active_learning(small_committee(), EMT(), seed_images[:4], top_k=3, budget=4,
-                              selection="random", md_starts=seed_images[:1],
-                              **dict(LOOP, n_iterations=3))
-    assert history.n_labelled == [0, 3, 4] and history.stop_reason == "budget"
-    assert isinstance(history, ActiveLearningHistory) and "4 labelled" in repr(history)
-
-
-def test_active_learning_rejects_bad_input(seed_images):
-    committee = small_committee()
-    with pytest.raises(ValueError, match="threshold and/or top_k"):
-        active_learning(committee, EMT(), seed_images[:2])
-    with pytest.raises(ValueError, match="oracle must be an ASE calculator"):
-        active_learning(committee, "EMT", seed_images[:2], top_k=1)
-    with pytest.raises(ValueError, match="seed_images is empty"):
-        active_learning(committee, EMT(), [], top_k=1)
-    with pytest.raises(ValueError, match="thermostat"):
-        active_learning(committee, EMT(), seed_images[:2], top_k=1, thermostat="nose")
-    with pytest.raises(ValueError, match="md_temperature_K must be one value or 2"):
-        active_learning(committee, EMT(), seed_images[:2], top_k=1,
-                        md_temperature_K=[300, 600, 900])
-    with pytest.raises(ValueError, match="has no reference energy"):
-        unlabelled = [a.copy() for a in seed_images[:2]]
-        active_learning(committee, EMT(), unlabelled, top_k=1)
-
-
 def test_md_errors_compares_frames_with_the_oracle(trained, seed_images):
     out = md_errors(trained, seed_images[0], EMT(), temperature_K=300.0, steps=10,
                     timestep_fs=2.0, sample_interval=5, seed=0)
@@ -268,3 +170,53 @@ def test_md_errors_compares_frames_with_the_oracle(trained, seed_images):
     np.testing.assert_array_equal(out["time_fs"], [10.0, 20.0])
     assert np.all(out["max_force_error"] > 0) and np.all(np.isfinite(out["disagreement"]))
     assert np.all(out["max_force_error"] < 5.0)  # a trained model near its data
+
+
+# --- calibration (Musil et al. 2019) ------------------------------------------------------
+def test_calibration_factor_is_the_maximum_likelihood_scale(trained, seed_images):
+    committee = copy.deepcopy(trained)
+    validation = cu_cells(6, 0.12, 0.02, seed=21)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", nt.ExtrapolationWarning)
+        raw = committee.evaluate(validation)
+        scales = committee.calibrate(validation)
+        calibrated = committee.evaluate(validation)
+    # eq. (3) written out: alpha^2 = mean(error^2 / sigma^2)
+    sigma_e = raw["energy_std_raw"] / raw["n_atoms"]
+    alpha_e = np.sqrt(np.mean((raw["energy_error_per_atom"] / sigma_e) ** 2))
+    alpha_f = np.sqrt(np.mean((raw["force_error"] / raw["forces_std_raw"]) ** 2))
+    assert scales["energy_scale"] == pytest.approx(alpha_e, rel=1e-12)
+    assert scales["force_scale"] == pytest.approx(alpha_f, rel=1e-12)
+    # a committee of 4 trained on the same data underestimates its force error
+    assert scales["force_scale"] > 1
+    # calibrated: the mean squared error equals the mean calibrated variance on this set
+    f_std = scales["force_scale"] * calibrated["forces_std_raw"]
+    assert np.mean(calibrated["force_error"] ** 2 / f_std ** 2) == pytest.approx(1.0, rel=1e-9)
+    # the raw spread stays available and predict reports the calibrated one
+    atoms = validation[0]
+    out = committee.predict(atoms, warn=False)
+    np.testing.assert_allclose(out["forces_std"], scales["force_scale"] * out["forces_std_raw"])
+    assert out["energy_std"] == pytest.approx(scales["energy_scale"] * out["energy_std_raw"])
+
+
+def test_save_and_load_keep_members_and_calibration(trained, seed_images, tmp_path):
+    committee = copy.deepcopy(trained)
+    committee.calibrate(seed_images[:4])
+    committee.save(tmp_path / "committee")
+    loaded = Committee.load(tmp_path / "committee")
+    a = committee.predict(seed_images[5], warn=False)
+    b = loaded.predict(seed_images[5], warn=False)
+    for key in ("energy", "energy_std", "forces", "forces_std"):
+        np.testing.assert_array_equal(a[key], b[key])
+    assert loaded.force_scale == committee.force_scale
+    with pytest.raises(ValueError, match="no committee.json"):
+        Committee.load(tmp_path)
+
+
+def test_trust_window_sorts_accurate_candidate_failed():
+    values = [0.01, 0.05, 0.06, 0.2, 0.31, np.nan]
+    np.testing.assert_array_equal(
+        sort_by_trust(values, lower=0.05, upper=0.3),
+        ["accurate", "accurate", "candidate", "candidate", "failed", "failed"])
+    with pytest.raises(ValueError, match="lower <= upper"):
+        sort_by_trust(values, lower=0.3, upper=0.05)
