@@ -1,13 +1,15 @@
 """Notebook 03's symmetry-function explorer: the pure functions against their formulas, the
 controls (one per parameter, units in their descriptions), and a redraw on every control."""
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")
 import ipywidgets
 import numpy as np
+import PIL.Image
 import pytest
 from ase.build import molecule
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from nnptutor.cutoffs import cosine
 from nnptutor.widgets import angular_term, cosine_term, radial_term, symmetry_function_explorer
@@ -75,15 +77,14 @@ def test_explorer_has_a_control_with_units_for_every_parameter():
     assert all(not c.continuous_update for c in controls.values() if hasattr(c, "continuous_update"))
 
 
-def _rendered(figure):
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba()).copy()
+def _rendered(image):
+    """Pixels of what the explorer displays (a PNG image)."""
+    return np.asarray(PIL.Image.open(io.BytesIO(image.data)).convert("RGB"))
 
 
 def test_every_control_changes_the_figure(monkeypatch):
     shown = []
-    monkeypatch.setattr("IPython.display.display", lambda figure: shown.append(_rendered(figure)))
+    monkeypatch.setattr("IPython.display.display", lambda image: shown.append(_rendered(image)))
     controls = _controls(symmetry_function_explorer(molecule("CH3OH")))
     assert len(shown) == 1  # the first drawing
     for description, control in controls.items():

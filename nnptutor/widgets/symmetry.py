@@ -261,10 +261,11 @@ def symmetry_function_explorer(atoms=None, r_cut: float = 6.0, cutoff: str = "co
         The controls above an ``Output`` holding the figure; display it as the last
         expression of a cell.
     """
+    import io
     import threading
 
     import ipywidgets as w
-    from IPython.display import display
+    from IPython.display import Image, display
     from matplotlib.figure import Figure
 
     lock = threading.Lock()  # one redraw at a time, whichever kernel thread delivers the move
@@ -277,7 +278,10 @@ def symmetry_function_explorer(atoms=None, r_cut: float = 6.0, cutoff: str = "co
             # drawn here could be rendered half-built (blank PNG) or closed by another thread.
             fig = Figure(figsize=_figure_size(atoms), layout="constrained")
             _draw_symmetry_functions(fig, p, atoms)
-            display(fig)  # this figure only, fully drawn
+            # one rendering at screen resolution: display(fig) would render twice (tight bbox)
+            png = io.BytesIO()
+            fig.savefig(png, format="png", dpi=fig.dpi)
+            display(Image(data=png.getvalue()))  # this figure only, fully drawn
 
     controls = _controls(w, atoms, r_cut, cutoff)
     output = w.interactive_output(draw, controls)
