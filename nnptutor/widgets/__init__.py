@@ -5,6 +5,7 @@ calls once statically (the widget's *static twin*), so nbval checks the figure a
 values and the controls only re-run it. Widget callbacks draw on a
 ``matplotlib.figure.Figure`` that pyplot does not know (see ``tests/browser/README.md``).
 """
+from nnptutor.widgets.committee import selection_explorer, show_selection
 from nnptutor.widgets.coulomb import coulomb_matrix_explorer, show_coulomb_forms
 from nnptutor.widgets.cutoffs import cutoff_explorer, show_cutoffs
 from nnptutor.widgets.gmp import gmp_explorer, show_gmp_probe
