@@ -1,4 +1,4 @@
-"""Make ``data/benzene_xtb.extxyz.gz``: thermally distorted benzene labelled with GFN2-xTB.
+"""Make ``nnptutor/datasets/benzene_xtb.extxyz.gz``: thermally distorted benzene labelled with GFN2-xTB.
 
 Run from the repository root: ``OMP_NUM_THREADS=1 python data/make_benzene_xtb.py``
 (about 2-5 minutes on one idle core). Prints the sha256 for the registry in ``nnptutor/data.py``.
@@ -26,7 +26,7 @@ MD = dict(timestep_fs=1.0, sample_every_fs=10.0, equilibration_fs=200.0)
 
 
 def make(name: str, formula: str, seed: int) -> None:
-    out = Path(__file__).resolve().parent / f"{name}.extxyz.gz"
+    out = Path(__file__).resolve().parents[1] / "nnptutor" / "datasets" / f"{name}.extxyz.gz"
     minimum = relax(molecule(formula))
     images = []
     run = 0

@@ -1,4 +1,4 @@
-"""Make ``data/cu_emt.extxyz.gz``: periodic fcc Cu labelled with ASE's EMT.
+"""Make ``nnptutor/datasets/cu_emt.extxyz.gz``: periodic fcc Cu labelled with ASE's EMT.
 
 Run from the repository root: ``python data/make_cu_emt.py`` (about a minute). It prints the
 sha256 to copy into the registry in ``nnptutor/data.py``. Fixed seeds; the same ASE and NumPy
@@ -31,7 +31,7 @@ TIMESTEP_FS = 5.0
 SAMPLE_EVERY_FS = 40.0
 EQUILIBRATION_FS = 1000.0
 FRICTION_PER_FS = 0.02
-OUT = Path(__file__).resolve().parent / "cu_emt.extxyz.gz"
+OUT = Path(__file__).resolve().parents[1] / "nnptutor" / "datasets" / "cu_emt.extxyz.gz"
 
 
 def lattice_constant() -> float:

@@ -1,4 +1,4 @@
-"""Make ``data/cu_pt_co_emt.extxyz.gz``: CO on Cu(111) and Pt(111), and CuPt alloys, with ASE's EMT.
+"""Make ``nnptutor/datasets/cu_pt_co_emt.extxyz.gz``: CO on Cu(111) and Pt(111), and CuPt alloys, with ASE's EMT.
 
 Run from the repository root: ``python data/make_cu_pt_co_emt.py`` (a few minutes). Prints the
 sha256 for the registry in ``nnptutor/data.py``. Four elements (C, O, Cu, Pt) for comparing
@@ -32,7 +32,7 @@ from _sampling import label_and_write, langevin_snapshots
 
 SEED = 29
 A_CU, A_PT = 3.590, 3.922  # EMT lattice constants [Å] (parabola fits as in make_cu_emt.py)
-OUT = Path(__file__).resolve().parent / "cu_pt_co_emt.extxyz.gz"
+OUT = Path(__file__).resolve().parents[1] / "nnptutor" / "datasets" / "cu_pt_co_emt.extxyz.gz"
 
 
 def co_on_slab(metal: str, site: str):

@@ -1,4 +1,4 @@
-"""Make ``data/ethanol_xtb.extxyz.gz``: thermally distorted ethanol labelled with GFN2-xTB.
+"""Make ``nnptutor/datasets/ethanol_xtb.extxyz.gz``: thermally distorted ethanol labelled with GFN2-xTB.
 
 Run from the repository root: ``OMP_NUM_THREADS=1 python data/make_ethanol_xtb.py``
 (about 2-5 minutes on one idle core). Prints the sha256 for the registry in ``nnptutor/data.py``.

@@ -1,4 +1,4 @@
-"""Make ``data/water_clusters_xtb.extxyz.gz``: (H2O)n clusters, n = 2..8, labelled with GFN2-xTB.
+"""Make ``nnptutor/datasets/water_clusters_xtb.extxyz.gz``: (H2O)n clusters, n = 2..8, labelled with GFN2-xTB.
 
 Run from the repository root: ``OMP_NUM_THREADS=1 python data/make_water_clusters_xtb.py``
 (about 5 minutes on one idle core). Prints the sha256 for the registry in ``nnptutor/data.py``.
@@ -26,7 +26,7 @@ ISOMERS = 3
 TEMPERATURES_K = (150, 300)
 SAMPLES_PER_RUN = 8
 MD = dict(timestep_fs=1.0, sample_every_fs=20.0, equilibration_fs=150.0)
-OUT = Path(__file__).resolve().parent / "water_clusters_xtb.extxyz.gz"
+OUT = Path(__file__).resolve().parents[1] / "nnptutor" / "datasets" / "water_clusters_xtb.extxyz.gz"
 
 
 def good(atoms) -> bool:

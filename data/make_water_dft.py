@@ -1,4 +1,4 @@
-"""Make ``data/water_dft.extxyz.gz``: water monomers, dimers and trimers labelled with B3LYP/def2-SVP.
+"""Make ``nnptutor/datasets/water_dft.extxyz.gz``: water monomers, dimers and trimers labelled with B3LYP/def2-SVP.
 
 Run from the repository root: ``OMP_NUM_THREADS=1 python data/make_water_dft.py``
 (about 8 minutes on one idle core; the DFT dominates). Prints the sha256 for the registry
@@ -36,7 +36,7 @@ from nnptutor.data import stored_positions
 SEED = 9
 XC, BASIS, GRID_LEVEL = "b3lyp", "def2-SVP", 2
 MD = dict(timestep_fs=1.0, sample_every_fs=20.0, equilibration_fs=200.0)
-OUT = Path(__file__).resolve().parent / "water_dft.extxyz.gz"
+OUT = Path(__file__).resolve().parents[1] / "nnptutor" / "datasets" / "water_dft.extxyz.gz"
 
 
 def b3lyp(atoms):

@@ -1,7 +1,8 @@
-"""Reference data of the course: a registry of the files in ``data/``, ``load`` and ``label``.
+"""Reference data of the course: a registry of the data files, ``load`` and ``label``.
 
-Every data set is one extended-XYZ file (gzipped) made by a script ``data/make_<name>.py``
-from a fixed seed. The registry below records for each file its sha256, how it was made
+Every data set is one extended-XYZ file (gzipped) in ``nnptutor/datasets/``, installed with
+the package (so a wheel or a non-editable install has them too), made by a script
+``data/make_<name>.py`` of the repository from a fixed seed. The registry below records for each file its sha256, how it was made
 (method, code and version), units, count and licence; ``load`` checks the sha256 before it
 reads, so a changed file fails loudly instead of silently changing a lesson's numbers.
 
@@ -22,8 +23,9 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-#: Folder with the data files: ``<repository>/data`` (the course is installed editable).
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+#: Folder with the data files, inside the installed package (``densities/`` holds fitted
+#: electron densities for GMP).
+DATA_DIR = Path(__file__).resolve().parent / "datasets"
 
 _CC0 = "CC0-1.0 (public domain dedication)"
 _UNITS = "energy eV (total), forces eV/Å, positions Å"
@@ -170,12 +172,12 @@ def verify(name: str) -> str:
     path = Path(info["path"])
     if not path.is_file():
         raise FileNotFoundError(
-            f"data file for {name!r} not found at data/{info['file']}; "
+            f"data file for {name!r} not found at {path}; "
             f"regenerate it with: python {info['script']}")
     actual = file_sha256(path)
     if actual != info["sha256"]:
         raise ValueError(
-            f"data file data/{info['file']} was changed: sha256 {actual} differs from the "
+            f"data file nnptutor/datasets/{info['file']} was changed: sha256 {actual} differs from the "
             f"registered {info['sha256']}; restore it (git checkout) or regenerate it with "
             f"python {info['script']} and update the registry in nnptutor/data.py")
     return actual
@@ -285,11 +287,24 @@ def label(images: Sequence[Atoms], calculator, progress: bool = True) -> list[At
         try:
             energy, forces = work.get_potential_energy(), work.get_forces()
         except Exception as exc:
-            exc.add_note(f"nnptutor.data.label: failed on images[{index}] ({atoms.get_chemical_formula()})")
+            _add_note(exc, f"nnptutor.data.label: failed on images[{index}] "
+                           f"({atoms.get_chemical_formula()})")
             raise
         work.calc = None
         labelled.append(_with_labels(work, energy, forces))
     return labelled
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    """Attach ``note`` to ``exc`` (shown under its traceback), as Python 3.11's
+    ``exc.add_note`` does; on Python 3.10 it is stored where 3.11 would keep it."""
+    notes = getattr(exc, "__notes__", None)
+    try:
+        if notes is None:
+            exc.__notes__ = notes = []
+        notes.append(note)
+    except (AttributeError, TypeError):  # an exception type that refuses new attributes
+        pass
 
 
 # --- writing (used by the data/make_*.py scripts) -------------------------------------------

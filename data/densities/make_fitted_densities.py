@@ -1,4 +1,4 @@
-"""Make fitted_HCNO.gdens: 3-Gaussian fits to spherically averaged valence densities.
+"""Make nnptutor/datasets/densities/fitted_HCNO.gdens: 3-Gaussian fits to spherically averaged valence densities.
 
 Reference densities: unrestricted Hartree–Fock atoms in PySCF (H all-electron, cc-pVTZ;
 C, N, O with the ccECP pseudopotential and its ccecp-cc-pVTZ basis, so only the valence
@@ -91,7 +91,8 @@ def main():
         "C, N, O ccECP + ccecp-cc-pVTZ; 3-Gaussian least-squares fit of 4 pi r^2 rho)\n"
         + "\n".join(notes)
     )
-    write_density_file(Path(__file__).with_name("fitted_HCNO.gdens"), table, header)
+    out = Path(__file__).resolve().parents[2] / "nnptutor" / "datasets" / "densities"
+    write_density_file(out / "fitted_HCNO.gdens", table, header)
 
 
 if __name__ == "__main__":
