@@ -40,14 +40,17 @@ from typing import Sequence
 
 import numpy as np
 from ase import Atoms
-from ase.data import atomic_numbers
+from ase.data import atomic_numbers, covalent_radii
 
 from nnptutor.cutoffs import get_cutoff
 from nnptutor.descriptors import validation as check
+from nnptutor.descriptors._acsf_fast import fast_features, fast_features_with_vjp
+from nnptutor.descriptors._verlet import VerletPairs
 from nnptutor.descriptors.base import (Descriptor, SparseDerivatives, fold_entry_derivatives,
                                        register)
 from nnptutor.neighbors import neighbor_pairs, pair_order
-from nnptutor.structures import MIN_DISTANCE, normalize_elements
+from nnptutor.descriptors.parameters import angular_set, radial_grid
+from nnptutor.structures import MIN_DISTANCE, check_atoms, normalize_elements
 
 METHODS = ("fast", "reference")
 
@@ -150,11 +153,6 @@ class ACSF(Descriptor):
         **kwargs
             Passed on to :class:`ACSF` (``cutoff``, ``method``).
         """
-        from ase.data import atomic_numbers, covalent_radii
-
-        from nnptutor.descriptors.parameters import angular_set, radial_grid
-        from nnptutor.structures import normalize_elements
-
         elements = normalize_elements(elements)
         one = len(elements) == 1
         n_radial = 8 if n_radial is None else n_radial
@@ -222,8 +220,6 @@ class ACSF(Descriptor):
     def _engine(self):
         if self.method == "reference":
             return reference_features
-        from nnptutor.descriptors._acsf_fast import fast_features
-
         return fast_features
 
     def _compute(self, atoms: Atoms, derivatives: bool):
@@ -317,17 +313,11 @@ class ACSF(Descriptor):
             on one system (MD) reuse a neighbour list with a 0.5 Å Verlet skin
             (:mod:`._verlet`).
         """
-        from nnptutor.structures import check_atoms
-
         if self.method == "reference":
             return super().compute_with_vjp(atoms)
-        from nnptutor.descriptors._acsf_fast import fast_features_with_vjp
-
         check_atoms(atoms, self.elements)
         verlet = getattr(self, "_verlet_pairs", None)
         if verlet is None or verlet.r_cut != self.r_cut:
-            from nnptutor.descriptors._verlet import VerletPairs
-
             verlet = self._verlet_pairs = VerletPairs(self.r_cut)
         pairs = verlet(atoms)  # neighbor_pairs(atoms, r_cut), reused between MD steps
         species = self.element_indices(atoms.numbers)
@@ -619,8 +609,6 @@ def _check_images(images, elements, positions, numbers, molecule, sizes):
     cells need checking) and any failing structure go through ``check_atoms`` one by one,
     which also produces the error message, prefixed with the image index.
     """
-    from nnptutor.structures import check_atoms
-
     allowed = np.zeros(119, dtype=bool)
     allowed[[atomic_numbers[s] for s in elements]] = True
     all_numbers = np.concatenate(numbers) if len(numbers) else np.zeros(0, int)

@@ -13,6 +13,8 @@ from typing import Callable, Sequence
 import numpy as np
 from ase import Atoms
 
+from nnptutor.structures import check_atoms, element_indices
+
 _REGISTRY: dict[str, type] = {}
 
 
@@ -256,8 +258,6 @@ class Descriptor:
 
     def element_indices(self, numbers) -> np.ndarray:
         """Index into ``elements`` of every atom, shape (n_atoms,), int."""
-        from nnptutor.structures import element_indices
-
         return element_indices(numbers, self.elements)
 
     def center_types(self, atoms: Atoms) -> np.ndarray:
@@ -277,8 +277,6 @@ class Descriptor:
         ndarray, shape (n_centers, n_features)
             One row per centre (per atom for atom-centred descriptors).
         """
-        from nnptutor.structures import check_atoms
-
         check_atoms(atoms, self.elements)
         return self._compute(atoms, False)
 
@@ -291,8 +289,6 @@ class Descriptor:
         derivatives : SparseDerivatives
             dG/dR [feature unit / Å], see :class:`SparseDerivatives`.
         """
-        from nnptutor.structures import check_atoms
-
         check_atoms(atoms, self.elements)
         return self._compute(atoms, True)
 

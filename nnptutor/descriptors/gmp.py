@@ -79,7 +79,7 @@ from nnptutor.descriptors.base import (Descriptor, SparseDerivatives, fold_entry
                                        register, scatter_pair_gradients)
 from nnptutor.descriptors.densities import resolve_density
 from nnptutor.neighbors import neighbor_pairs
-from nnptutor.structures import normalize_elements
+from nnptutor.structures import check_atoms, normalize_elements
 
 #: Default probe widths [Å] (docs/gmp.md, section 8: 0.2 … 1.5–2 Å).
 DEFAULT_SIGMAS = (0.25, 0.5, 0.75, 1.0)
@@ -309,8 +309,6 @@ class GMP(Descriptor):
         Cheaper than :meth:`compute` with derivatives: the sparse (n_pairs, 3, n_features)
         array is never built; ∇S is contracted once per order instead of once per σ.
         """
-        from nnptutor.structures import check_atoms
-
         check_atoms(atoms, self.elements)
         values, state = self._evaluate(atoms, keep=True)
         pairs = state[0]
