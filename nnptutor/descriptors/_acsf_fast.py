@@ -292,7 +292,7 @@ def _radial(acsf, plan, i, j, vectors, distances, species, values, entry):
     return fc, dfc
 
 
-def _pair_weights(plan, r, fc_entry, dfc_entry, eta, entries, valid):
+def _pair_weights(r, fc_entry, dfc_entry, eta, entries, valid):
     """a_j = e^{−η r²} f_c(r) and a'_j = da_j/dr (None without dfc), 0 for padding."""
     fc = fc_entry[entries] * valid
     gauss = np.exp(-eta * r**2)
@@ -382,7 +382,7 @@ def _cyclic_features(plan, ws, cs, entries, valid, vectors, distances, species_o
     n_pb = len(plan.element_pairs)
     X = ws.get("X_p", (n_c, n_pb) + shape[1:])
     for kind, eta, members, zls, norms in plan.groups:
-        a, _ = _pair_weights(plan, r, fc, None, eta, entries, valid)
+        a, _ = _pair_weights(r, fc, None, eta, entries, valid)
         for s in range(plan.n_el):  # a_j of the neighbours of element s
             np.multiply(a, species == s, out=A[s, :, :K])
             A[s, :, K:] = A[s, :, :K]
@@ -397,13 +397,13 @@ def _cyclic_features(plan, ws, cs, entries, valid, vectors, distances, species_o
 
 
 # ----------------------------------------------------------------- step 6: flat triplets
-def _triplet_chunks(counts, starts, max_k, chunk=TRIPLET_CHUNK):
+def _triplet_chunks(counts, starts, max_k):
     """Yield (centres, p, q) for centres with 2 ≤ K ≤ max_k, grouped by K: p, q (n_c,
     K(K−1)/2) the neighbour-list rows of neighbours j < k."""
     for K in np.unique(counts[(counts >= 2) & (counts <= max_k)]):
         cs = np.flatnonzero(counts == K)
         tj, tk = np.triu_indices(int(K), 1)
-        per = max(1, chunk // len(tj))
+        per = max(1, TRIPLET_CHUNK // len(tj))
         for lo in range(0, len(cs), per):
             first = starts[cs[lo:lo + per], None]
             yield cs[lo:lo + per], first + tj, first + tk
@@ -463,7 +463,7 @@ def _angular_block(plan, ws, block, cs, fc, dfc, values, entry):
     offdiag = np.broadcast_to(1.0 - np.eye(K), (n_c, K, K))  # G5: B = 1 for j ≠ k
     B_of = {}
     for kind, eta, members, zls, norms in plan.groups:
-        a, da = _pair_weights(plan, block.r, fc, dfc, eta, block.entries, block.valid)
+        a, da = _pair_weights(block.r, fc, dfc, eta, block.entries, block.valid)
         if kind == "G5":
             B, B_hat = offdiag, None
         else:
@@ -599,7 +599,7 @@ def _angular_block_vjp(plan, ws, block, cs, fc, dfc, dE_dG):
     C, chains = _angular_stacks(plan, ws, block.cos)
     B_of = {}
     for kind, eta, members, zls, norms in plan.groups:
-        a, da = _pair_weights(plan, block.r, fc, dfc, eta, block.entries, block.valid)
+        a, da = _pair_weights(block.r, fc, dfc, eta, block.entries, block.valid)
         omega = dE_dG[cs][:, _columns(plan, members, len(plan.element_pairs))] * norms
         Om = _omega(plan, ws, zls, omega, C, chains, pairs)  # (2, n_c, K, K): Ω, Ω'
         M = ws.get("M_v", (3, n_c, K, K))
