@@ -84,6 +84,18 @@ def cu(n_rep, seed=0):
     return atoms
 
 
+def ethanols(count, seed=2):
+    """``count`` ethanol molecules, positions rattled by 0.05 Å (a batch of molecules)."""
+    base = molecule("CH3CH2OH")
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        m = base.copy()
+        m.positions += rng.normal(scale=0.05, size=m.positions.shape)
+        images.append(m)
+    return images
+
+
 def row(case, n_atoms, ours, theirs):
     ratio = ours / theirs
     print(f"{case:<34} {n_atoms:>7} {ours * 1e3:>11.1f} {theirs * 1e3:>11.1f} {ratio:>7.3f}")
@@ -130,13 +142,7 @@ def main():
     row("features, CuAu alloy (2 elements)", len(alloy), ours, theirs)
 
     # ---- features, 1000 ethanol geometries in one call
-    base = molecule("CH3CH2OH")
-    rng = np.random.default_rng(2)
-    images = []
-    for _ in range(200 if args.quick else 1000):
-        m = base.copy()
-        m.positions += rng.normal(scale=0.05, size=m.positions.shape)
-        images.append(m)
+    images = ethanols(200 if args.quick else 1000)
     acsf3 = bench_set(["H", "C", "O"])
     d3 = dscribe_like(acsf3, periodic=False)
     ours, theirs = paired(lambda: acsf3.compute_many(images, progress=False),
@@ -221,13 +227,7 @@ def bench_targets(repeats=11):
         ours, theirs = paired(lambda: acsf.compute(atoms),
                               lambda: dscribe_like(acsf, True).create(atoms), repeats)
         row("features, fcc Cu", len(atoms), ours, theirs)
-    base = molecule("CH3CH2OH")
-    rng = np.random.default_rng(2)
-    images = []
-    for _ in range(1000):
-        m = base.copy()
-        m.positions += rng.normal(scale=0.05, size=m.positions.shape)
-        images.append(m)
+    images = ethanols(1000)
     acsf3 = bench_set(["H", "C", "O"])
     d3 = dscribe_like(acsf3, periodic=False)
     acsf3.compute_many(images, progress=False)
@@ -276,13 +276,7 @@ def bench_ab(checkout, repeats=15):
     medians of CPU time: features and features + derivatives on Cu500, Cu108 and 1000
     ethanol, features + vjp on Cu108, and the derivatives against DScribe's numerical ones."""
     old_acsf = _import_renamed(checkout)
-    base = molecule("CH3CH2OH")
-    rng = np.random.default_rng(2)
-    images = []
-    for _ in range(1000):
-        m = base.copy()
-        m.positions += rng.normal(scale=0.05, size=m.positions.shape)
-        images.append(m)
+    images = ethanols(1000)
     cases = []
     for label, elements, what in (("Cu500", ["Cu"], cu(5)), ("Cu108", ["Cu"], cu(3)),
                                   ("1000 ethanol", ["H", "C", "O"], images)):
