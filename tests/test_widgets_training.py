@@ -11,7 +11,8 @@ from ase.calculators.emt import EMT
 from matplotlib.figure import Figure
 
 import nnptutor as nt
-from nnptutor.training import evaluate, featurize
+from nnptutor.featurize import featurize
+from nnptutor.training import evaluate
 from nnptutor.widgets.training import (
     TrainingExplorer,
     draw_training_runs,
@@ -94,7 +95,8 @@ def test_figure_shows_parity_errors_and_a_table(copper):
     points = errors.collections[0].get_offsets()
     np.testing.assert_allclose(points, [[r.energy_rmse, r.force_rmse] for r in runs])
     np.testing.assert_allclose(errors.collections[1].get_offsets(), points[-1:])
-    assert len(table.tables[0].get_celld()) == 8 * (1 + len(runs))  # header + one row per run
+    lines = table.texts[0].get_text().splitlines()  # header, rule, one row per run
+    assert len(lines) == 2 + len(runs) and lines[0].split()[0] == "run"
     assert "run 2" in fig.get_suptitle()
     with pytest.raises(ValueError, match="at least one run"):
         draw_training_runs([], fig=Figure())

@@ -10,6 +10,7 @@ Taught in notebooks/04_behler_parrinello.ipynb, "Explore: force weight, width an
 """
 from __future__ import annotations
 
+import io
 import threading
 from dataclasses import dataclass
 
@@ -203,6 +204,7 @@ def _draw_run_errors(ax, runs, colors):
     ax.set_xscale("log")
     ax.set_yscale("log")
     for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_locator(mpl.ticker.LogLocator(subs=(2.0, 5.0)))  # labelled minor ticks only
         axis.set_major_formatter(mpl.ticker.FuncFormatter(_tick_label))
         axis.set_minor_formatter(mpl.ticker.FuncFormatter(_tick_label))
     # at least a factor 3 on each axis, so that a few close runs are not stretched apart
@@ -221,16 +223,20 @@ def _tick_label(value, _position) -> str:
 
 
 def _draw_run_table(ax, runs, first: int):
-    """A table of settings and test errors of ``runs``, numbered from ``first``."""
+    """A table of settings and test errors of ``runs``, numbered from ``first``, as monospaced
+    text (one text artist: far cheaper to lay out and draw than a matplotlib table)."""
     ax.axis("off")
-    header = ["run", "w_F [Å²]", "hidden width", "parameters", "training structures",
-              "test E RMSE [meV/atom]", "test F RMSE [eV/Å]", "time [s]"]
-    rows = [[str(first + k), f"{run.force_weight:g}", str(run.width), str(run.n_parameters),
+    header = ("run", "w_F [Å²]", "hidden width", "parameters", "training structures",
+              "test E RMSE [meV/atom]", "test F RMSE [eV/Å]", "time [s]")
+    rows = [(str(first + k), f"{run.force_weight:g}", str(run.width), str(run.n_parameters),
              str(run.n_train), f"{run.energy_rmse:.2f}", f"{run.force_rmse:.3f}",
-             f"{run.time_s:.1f}"] for k, run in enumerate(runs)]
-    table = ax.table(cellText=rows, colLabels=header, loc="upper center", cellLoc="center")
-    table.auto_set_font_size(False)
-    table.set_fontsize(8)
+             f"{run.time_s:.1f}") for k, run in enumerate(runs)]
+    widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
+    lines = ["   ".join(cell.rjust(width) for cell, width in zip(row, widths))
+             for row in [header, *rows]]
+    lines.insert(1, "-" * len(lines[0]))
+    ax.text(0.5, 1.0, "\n".join(lines), family="monospace", fontsize=8.5, ha="center",
+            va="top", transform=ax.transAxes)
 
 
 class TrainingExplorer:
@@ -313,7 +319,7 @@ class TrainingExplorer:
 
     def redraw(self):
         """Draw the runs on a new figure (outside pyplot) and show it in :attr:`output`."""
-        from IPython.display import display
+        from IPython.display import Image, display
         from matplotlib.figure import Figure
 
         with self._lock:
@@ -324,9 +330,12 @@ class TrainingExplorer:
             draw_training_runs(self.runs, fig=fig,
                                pending=None if pending == self.runs[-1].settings else pending)
             self.figure = fig
+            # one rendering at screen resolution (display(fig) renders twice for its tight box)
+            png = io.BytesIO()
+            fig.savefig(png, format="png", dpi=fig.dpi)
             self.output.clear_output(wait=True)
             with self.output:
-                display(fig)
+                display(Image(data=png.getvalue()))
 
     def train(self):
         """Train a run with the current settings, add it to :attr:`runs` and redraw."""
