@@ -54,7 +54,7 @@ def test_run_reports_the_errors_of_the_trained_potential(copper):
     energy_errors = 1000 * (run.energy_pred - run.energy_ref)  # (n_test,) meV/atom
     assert run.energy_rmse == pytest.approx(np.sqrt(np.mean(energy_errors**2)))
     assert run.forces_ref.shape == (4 * len(test_set), 3)
-    assert run.settings == "w_F = 0.3 Å², 2 × 8 neurons, 12 structures"
+    assert run.settings == "w_F = 0.3 Å²/atom², 2 × 8 neurons, 12 structures"
 
 
 def test_training_lowers_the_test_error(copper):

@@ -29,7 +29,7 @@ class TrainingRun:
     Attributes
     ----------
     force_weight : float
-        w_F of the loss [Å²].
+        w_F of the loss [Å²/atom²].
     width : int
         Neurons in each of the two hidden layers.
     n_train : int
@@ -62,12 +62,15 @@ class TrainingRun:
 
     @property
     def settings(self) -> str:
-        """The run's settings in one line, e.g. "w_F = 0.3 Å², 2 × 32 neurons, 64 structures"."""
+        """The run's settings in one line.
+
+        e.g. "w_F = 0.3 Å²/atom², 2 × 32 neurons, 64 structures".
+        """
         return _settings(self.force_weight, self.width, self.n_train)
 
 
 def _settings(force_weight, width, n_train) -> str:
-    return f"w_F = {force_weight:g} Å², 2 × {width} neurons, {n_train} structures"
+    return f"w_F = {force_weight:g} Å²/atom², 2 × {width} neurons, {n_train} structures"
 
 
 def run_from_potential(potential, history, test_set, n_train: int) -> TrainingRun:
@@ -115,7 +118,7 @@ def train_run(train_set, test_set, val_set=None, force_weight: float = 0.3, widt
     val_set : FeaturizedSet, optional
         For early stopping (the weights of the best validation epoch are kept).
     force_weight : float
-        w_F in the loss [Å²]; 0 trains on energies only.
+        w_F in the loss [Å²/atom²]; 0 trains on energies only.
     width : int
         Neurons per hidden layer.
     n_train : int, optional
@@ -226,7 +229,7 @@ def _draw_run_table(ax, runs, first: int):
     """A table of settings and test errors of ``runs``, numbered from ``first``, as monospaced
     text (one text artist: far cheaper to lay out and draw than a matplotlib table)."""
     ax.axis("off")
-    header = ("run", "w_F [Å²]", "hidden width", "parameters", "training structures",
+    header = ("run", "w_F [Å²/atom²]", "hidden width", "parameters", "training structures",
               "test E RMSE [meV/atom]", "test F RMSE [eV/Å]", "time [s]")
     rows = [(str(first + k), f"{run.force_weight:g}", str(run.width), str(run.n_parameters),
              str(run.n_train), f"{run.energy_rmse:.2f}", f"{run.force_rmse:.3f}",
@@ -281,9 +284,9 @@ class TrainingExplorer:
         self.runs = list(runs)
         self._lock = threading.Lock()  # one redraw or run at a time, whichever thread calls
         common = dict(continuous_update=False, style={"description_width": "initial"},
-                      layout=w.Layout(width="360px"))
-        self.force_weight = w.SelectionSlider(options=FORCE_WEIGHTS, value=0.3,
-                                              description="force weight w_F [Å²]", **common)
+                      layout=w.Layout(width="390px"))
+        self.force_weight = w.SelectionSlider(
+            options=FORCE_WEIGHTS, value=0.3, description="force weight w_F [Å²/atom²]", **common)
         self.width = w.SelectionSlider(options=HIDDEN_WIDTHS, value=32,
                                        description="hidden width [neurons]", **common)
         step = max(1, len(train_set) // 8)
@@ -299,7 +302,8 @@ class TrainingExplorer:
         for control in self.controls:
             control.observe(lambda change: self.redraw(), names="value")
         self.button.on_click(lambda button: self.train())
-        self.widget = w.VBox([w.HBox(self.controls), w.HBox([self.button, self.status]),
+        self.widget = w.VBox([w.HBox(self.controls, layout=w.Layout(flex_flow="row wrap")),
+                              w.HBox([self.button, self.status]),
                               self.output])
         self.redraw()
 
