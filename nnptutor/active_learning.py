@@ -273,7 +273,8 @@ class ActiveLearningHistory:
                      marker="o", label="energy [meV/atom]")
         axes[1].plot(self.column("iteration"), 1000 * self.column("force_rmse"),
                      marker="s", label="forces [meV/Å]")
-        axes[1].set(xlabel="iteration", ylabel="test RMSE", yscale="log")
+        axes[1].set(xlabel="iteration", ylabel="test RMSE", yscale="log",
+                    xticks=self.column("iteration"))
         axes[1].legend()
         return axes
 

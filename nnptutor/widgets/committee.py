@@ -79,6 +79,8 @@ def draw_selection(fig, spread, error, threshold: float, top_k: int, error_level
     -------
     matplotlib Axes
     """
+    from matplotlib.ticker import FormatStrFormatter
+
     spread = np.asarray(spread, dtype=float)
     error = np.asarray(error, dtype=float)
     selected = select_frames(spread, threshold, top_k)
@@ -95,6 +97,9 @@ def draw_selection(fig, spread, error, threshold: float, top_k: int, error_level
     recall = "–" if np.isnan(quality["recall"]) else f"{quality['recall']:.0%}"
     ax.set_title(f"top-k = {int(top_k)}: precision {precision}, recall {recall} "
                  f"({quality['n_needed']} frames above the error level)", fontsize=10)
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers (0.2, 0.5, 1, 2) on short log axes
+        axis.set_major_formatter(FormatStrFormatter("%g"))
+        axis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.legend(loc="upper left", fontsize=8)
     return ax
 
