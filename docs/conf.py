@@ -28,7 +28,7 @@ suppress_warnings = [
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"       # the docstrings state types, units and shapes
-autodoc_mock_imports = []
+autodoc_inherit_docstrings = False  # stdlib docstrings (Executor.submit) are not numpydoc
 napoleon_numpy_docstring = True
 napoleon_google_docstring = False
 napoleon_use_rtype = False
