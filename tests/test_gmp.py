@@ -8,6 +8,8 @@ import json
 from math import factorial
 from pathlib import Path
 
+import nnptutor as nt
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -27,7 +29,7 @@ from nnptutor.descriptors.densities import (
     write_density_file,
 )
 
-FITTED = Path(__file__).resolve().parents[1] / "data" / "densities" / "fitted_HCNO.gdens"
+FITTED = nt.data.DATA_DIR / "densities" / "fitted_HCNO.gdens"
 ALL_ORDERS = tuple(range(-1, _mcsh.MAX_ORDER + 1))
 
 

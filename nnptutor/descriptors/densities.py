@@ -35,7 +35,7 @@ Two sources of tables:
       C 6 3
       ...
 
-  ``data/densities/`` holds an example (``fitted_HCNO.gdens``) with the script that made it.
+  ``nnptutor/datasets/densities/`` holds an example (``fitted_HCNO.gdens``); ``data/densities/`` the script that made it.
 
 GMP stores the table of the elements it uses *by value* in ``to_dict``, so a saved model does
 not depend on a file path.
