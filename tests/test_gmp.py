@@ -6,7 +6,6 @@ differences.
 """
 import json
 from math import factorial
-from pathlib import Path
 
 import nnptutor as nt
 
