@@ -12,9 +12,10 @@ Taught in notebooks/07_committee_learning.ipynb, "Which frames to label".
 """
 from __future__ import annotations
 
-import io
-
 import numpy as np
+
+from nnptutor.widgets._display import show_png
+
 
 #: (width, height) of the figure [inches].
 FIGSIZE = (7.5, 4.2)
@@ -148,7 +149,6 @@ def selection_explorer(spread, error, threshold: float, top_k: int, error_level:
     import threading
 
     import ipywidgets as w
-    from IPython.display import Image, display
     from matplotlib.figure import Figure
 
     spread = np.asarray(spread, dtype=float)
@@ -159,9 +159,7 @@ def selection_explorer(spread, error, threshold: float, top_k: int, error_level:
         with lock:
             fig = Figure(figsize=FIGSIZE, layout="tight")  # unknown to pyplot: thread-safe
             draw_selection(fig, spread, error, threshold, top_k, error_level, unit)
-            png = io.BytesIO()
-            fig.savefig(png, format="png", dpi=fig.dpi)
-            display(Image(png.getvalue()))
+            show_png(fig)
 
     low = np.log10(max(spread.min(), 1e-6))
     high = np.log10(spread.max())

@@ -17,8 +17,6 @@ One figure, four panels, for a probe of order n and width σ (eqs. 2–5 of note
 """
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from ase import Atoms
 from ase.build import bulk
@@ -29,6 +27,8 @@ from matplotlib.ticker import LogLocator, NullLocator
 from nnptutor.descriptors import GMP
 from nnptutor.descriptors._mcsh import components, solid_harmonics
 from nnptutor.plotting import COLORS
+from nnptutor.widgets._display import show_png
+
 
 #: Orders shown in the before/after panel.
 ORDERS = (0, 1, 2, 3)
@@ -256,7 +256,6 @@ def gmp_explorer(atoms: Atoms | None = None):
     import threading
 
     import ipywidgets as w
-    from IPython.display import Image, display
     from matplotlib.figure import Figure
 
     atoms = default_crystal() if atoms is None else atoms
@@ -267,9 +266,7 @@ def gmp_explorer(atoms: Atoms | None = None):
             # a Figure pyplot does not know: safe on a kernel subshell thread
             fig = Figure(figsize=FIGSIZE, layout="tight")
             draw_gmp_probe(fig, order, sigma, atom, rattle, atoms)
-            png = io.BytesIO()
-            fig.savefig(png, format="png", dpi=fig.dpi)  # one render (display(fig) would crop: two)
-            display(Image(png.getvalue()))
+            show_png(fig)
 
     common = dict(style={"description_width": "80px"}, continuous_update=False)
     return w.interactive(

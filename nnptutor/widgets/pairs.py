@@ -14,8 +14,6 @@ One figure, three panels, for the pair symmetry functions of notebook 08 (eq. 2 
 """
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from ase.build import bulk
 from ase.neighborlist import neighbor_list
@@ -23,6 +21,8 @@ from ase.neighborlist import neighbor_list
 from nnptutor.cutoffs import get_cutoff
 from nnptutor.plotting import COLORS
 from nnptutor.widgets.symmetry import angular_term, radial_term
+from nnptutor.widgets._display import show_png
+
 
 #: (width, height) of the figure [inches].
 FIGSIZE = (13.0, 3.4)
@@ -118,7 +118,6 @@ def pair_function_explorer():
     import threading
 
     import ipywidgets as w
-    from IPython.display import Image, display
     from matplotlib.figure import Figure
 
     lock = threading.Lock()  # one redraw at a time, whichever kernel thread delivers the move
@@ -128,9 +127,7 @@ def pair_function_explorer():
             # a Figure pyplot does not know: safe on a kernel subshell thread
             fig = Figure(figsize=FIGSIZE, layout="tight")
             draw_pair_functions(fig, r_cut, eta, r_s, zeta, lambda_)
-            png = io.BytesIO()
-            fig.savefig(png, format="png", dpi=fig.dpi)
-            display(Image(png.getvalue()))
+            show_png(fig)
 
     common = dict(style={"description_width": "70px"}, continuous_update=False)
     return w.interactive(

@@ -17,6 +17,8 @@ import itertools
 import numpy as np
 
 from nnptutor.cutoffs import get_cutoff
+from nnptutor.widgets._display import show_png
+
 
 #: Starting values of the explorer: η [Å⁻²] and R_s [Å] of G2, κ [Å⁻¹] of G3, η [Å⁻²], ζ
 #: and λ of G4/G5, R_c [Å], cutoff and centre atom.
@@ -261,11 +263,9 @@ def symmetry_function_explorer(atoms=None, r_cut: float = 6.0, cutoff: str = "co
         The controls above an ``Output`` holding the figure; display it as the last
         expression of a cell.
     """
-    import io
     import threading
 
     import ipywidgets as w
-    from IPython.display import Image, display
     from matplotlib.figure import Figure
 
     lock = threading.Lock()  # one redraw at a time, whichever kernel thread delivers the move
@@ -278,10 +278,7 @@ def symmetry_function_explorer(atoms=None, r_cut: float = 6.0, cutoff: str = "co
             # drawn here could be rendered half-built (blank PNG) or closed by another thread.
             fig = Figure(figsize=_figure_size(atoms), layout="constrained")
             _draw_symmetry_functions(fig, p, atoms)
-            # one rendering at screen resolution: display(fig) would render twice (tight bbox)
-            png = io.BytesIO()
-            fig.savefig(png, format="png", dpi=fig.dpi)
-            display(Image(data=png.getvalue()))  # this figure only, fully drawn
+            show_png(fig)  # this figure only, fully drawn
 
     controls = _controls(w, atoms, r_cut, cutoff)
     output = w.interactive_output(draw, controls)

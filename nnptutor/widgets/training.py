@@ -10,12 +10,14 @@ Taught in notebooks/04_behler_parrinello.ipynb, "Explore: force weight, width an
 """
 from __future__ import annotations
 
-import io
 import threading
 from dataclasses import dataclass
 
 import matplotlib as mpl
 import numpy as np
+
+from nnptutor.widgets._display import show_png
+
 
 #: Choices of the explorer's controls.
 FORCE_WEIGHTS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -323,7 +325,6 @@ class TrainingExplorer:
 
     def redraw(self):
         """Draw the runs on a new figure (outside pyplot) and show it in :attr:`output`."""
-        from IPython.display import Image, display
         from matplotlib.figure import Figure
 
         with self._lock:
@@ -334,12 +335,9 @@ class TrainingExplorer:
             draw_training_runs(self.runs, fig=fig,
                                pending=None if pending == self.runs[-1].settings else pending)
             self.figure = fig
-            # one rendering at screen resolution (display(fig) renders twice for its tight box)
-            png = io.BytesIO()
-            fig.savefig(png, format="png", dpi=fig.dpi)
             self.output.clear_output(wait=True)
             with self.output:
-                display(Image(data=png.getvalue()))
+                show_png(fig)
 
     def train(self):
         """Train a run with the current settings, add it to :attr:`runs` and redraw."""
