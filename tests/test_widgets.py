@@ -5,7 +5,6 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import ipywidgets
 import numpy as np
 import PIL.Image
 import pytest
@@ -14,6 +13,7 @@ from ase.build import molecule
 from nnptutor.cutoffs import cosine
 from nnptutor.widgets import angular_term, cosine_term, radial_term, symmetry_function_explorer
 from nnptutor.widgets import symmetry
+from widget_helpers import controls_of
 
 
 def test_radial_term_is_gaussian_times_cutoff():
@@ -58,18 +58,8 @@ def test_explorer_descriptor_gives_g4_and_g5_their_own_eta():
     assert all("eta=0.02" in label and "lambda=-1" in label for label in angular)
 
 
-def _controls(widget):
-    """Every control below ``widget`` by description."""
-    found = {}
-    for child in getattr(widget, "children", ()):
-        if isinstance(child, (ipywidgets.ValueWidget, ipywidgets.Button)) and child.description:
-            found[child.description] = child
-        found.update(_controls(child))
-    return found
-
-
 def test_explorer_has_a_control_with_units_for_every_parameter():
-    controls = _controls(symmetry_function_explorer(molecule("H2O")))
+    controls = controls_of(symmetry_function_explorer(molecule("H2O")))
     for description in ("G2 η [Å⁻²]", "R_s [Å]", "κ [Å⁻¹]", "G4/G5 η [Å⁻²]", "ζ", "λ", "R_c [Å]"):
         assert description in controls, f"no control {description!r} in {sorted(controls)}"
     assert set(controls["cutoff"].options) == {"cosine", "tanh3"}
@@ -85,7 +75,7 @@ def _rendered(image):
 def test_every_control_changes_the_figure(monkeypatch):
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda image: shown.append(_rendered(image)))
-    controls = _controls(symmetry_function_explorer(molecule("CH3OH")))
+    controls = controls_of(symmetry_function_explorer(molecule("CH3OH")))
     assert len(shown) == 1  # the first drawing
     for description, control in controls.items():
         options = getattr(control, "options", None)

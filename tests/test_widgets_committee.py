@@ -3,12 +3,12 @@ on the controls, and every control changes the figure."""
 import matplotlib
 
 matplotlib.use("Agg")
-import ipywidgets
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
 from nnptutor.widgets import committee as widget
+from widget_helpers import controls_of
 
 SPREAD = np.array([0.02, 0.5, 0.1, 0.3, 0.05, 0.8])
 ERROR = np.array([0.05, 0.9, 0.4, 0.2, 0.01, 1.5])
@@ -39,19 +39,10 @@ def test_static_twin_draws_one_axes_with_units():
     assert "precision 100%" in ax.get_title() and "recall 67%" in ax.get_title()
 
 
-def _controls(box):
-    found = {}
-    for child in getattr(box, "children", ()):
-        if isinstance(child, ipywidgets.ValueWidget) and child.description:
-            found[child.description] = child
-        found.update(_controls(child))
-    return found
-
-
 def test_every_control_changes_the_figure(monkeypatch):
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda image: shown.append(image.data))
-    controls = _controls(widget.selection_explorer(SPREAD, ERROR, 0.09, 2, 0.3))
+    controls = controls_of(widget.selection_explorer(SPREAD, ERROR, 0.09, 2, 0.3))
     assert set(controls) == {"threshold on spread [eV/Å]", "top-k [frames]",
                              "error level [eV/Å]"}
     assert all(not c.continuous_update for c in controls.values())

@@ -3,13 +3,12 @@ they should, the controls have units, and every control changes the figure."""
 import matplotlib
 
 matplotlib.use("Agg")
-import ipywidgets
 import numpy as np
 import pytest
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nnptutor.widgets import coulomb as widget
+from widget_helpers import controls_of, rendered
 
 
 def test_permutations_are_shuffles_and_zero_is_the_identity():
@@ -47,29 +46,14 @@ def test_raw_matrix_is_eq_1():
         widget.explorer_molecule("C60")
 
 
-def _controls(box):
-    found = {}
-    for child in getattr(box, "children", ()):
-        if isinstance(child, ipywidgets.ValueWidget) and child.description:
-            found[child.description] = child
-        found.update(_controls(child))
-    return found
-
-
-def _rendered(figure):
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba()).copy()
-
-
 def test_draw_has_four_panels():
     assert len(widget.draw_coulomb_forms(Figure(), "CH4", 1, 30.0).get_axes()) == 5  # + colour bar
 
 
 def test_every_control_changes_the_figure(monkeypatch):
     shown = []
-    monkeypatch.setattr("IPython.display.display", lambda figure: shown.append(_rendered(figure)))
-    controls = _controls(widget.coulomb_matrix_explorer())
+    monkeypatch.setattr("IPython.display.display", lambda figure: shown.append(rendered(figure)))
+    controls = controls_of(widget.coulomb_matrix_explorer())
     assert set(controls) == {"molecule", "permutation", "rotation [deg]"}
     assert not controls["rotation [deg]"].continuous_update
     assert len(shown) == 1

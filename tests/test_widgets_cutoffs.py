@@ -3,14 +3,13 @@ controls with units, and a redraw that changes the figure for every control."""
 import matplotlib
 
 matplotlib.use("Agg")
-import ipywidgets
 import numpy as np
 import pytest
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nnptutor.cutoffs import CUTOFFS, get_cutoff
 from nnptutor.widgets import cutoffs as widget
+from widget_helpers import controls_of, rendered
 
 R_CUT = 6.0
 
@@ -52,25 +51,10 @@ def test_draw_cutoffs_has_four_labelled_panels():
         widget.draw_cutoffs(Figure(), "hard", 6.8, _small_grid())
 
 
-def _controls(widget_box):
-    found = {}
-    for child in getattr(widget_box, "children", ()):
-        if isinstance(child, ipywidgets.ValueWidget) and child.description:
-            found[child.description] = child
-        found.update(_controls(child))
-    return found
-
-
-def _rendered(figure):
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba()).copy()
-
-
 def test_every_control_changes_the_figure(monkeypatch):
     shown = []
-    monkeypatch.setattr("IPython.display.display", lambda figure: shown.append(_rendered(figure)))
-    controls = _controls(widget.cutoff_explorer(_small_grid()))
+    monkeypatch.setattr("IPython.display.display", lambda figure: shown.append(rendered(figure)))
+    controls = controls_of(widget.cutoff_explorer(_small_grid()))
     assert set(controls) == {"cutoff", "R_c [Å]"}
     assert not controls["R_c [Å]"].continuous_update
     assert len(shown) == 1
